@@ -1,0 +1,86 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/bytes.hpp"
+#include "base/result.hpp"
+#include "base/secret_buffer.hpp"
+
+namespace kw::hsm {
+
+// An object handle on the token, valid while the Token that returned it stays open. Opaque
+// above hsm/: it is a CK_OBJECT_HANDLE, but nothing outside hsm/ sees PKCS#11 types.
+struct KeyHandle {
+  std::uint64_t value = 0;
+};
+
+struct TokenConfig {
+  std::string module_path;  // the PKCS#11 module, loaded with dlopen
+  std::string token_label;  // the token is found by label, never by slot number
+  std::size_t max_sessions = 16;
+};
+
+// Attributes that prove how a key is protected; read by tests and by `sys` diagnostics.
+struct KeyAttributes {
+  bool token = false;
+  bool is_private = false;
+  bool sensitive = false;
+  bool extractable = true;
+  bool always_sensitive = false;
+  bool never_extractable = false;
+  bool local = false;
+};
+
+// AES-GCM layout used by EncryptGcm and DecryptGcm: 96-bit IV, then ciphertext, then 128-bit tag.
+inline constexpr std::size_t kGcmIvSize = 12;
+inline constexpr std::size_t kGcmTagSize = 16;
+
+// A logged-in PKCS#11 token: the module (dlopen, C_Initialize with CKF_OS_LOCKING_OK), the
+// token found by label, the user login, and a pool of sessions that each call checks out for
+// its duration. Every key it generates has CKA_TOKEN, CKA_PRIVATE and CKA_SENSITIVE true and
+// CKA_EXTRACTABLE false. Thread-safe. Destroying it logs out, closes every session and
+// finalizes the module; every KeyHandle it returned is then invalid.
+class Token {
+ public:
+  // Loads the module, finds the token labelled `config.token_label` and logs in with `pin`.
+  // not_found when no token has that label; permission_denied for a wrong PIN; unavailable
+  // when the module cannot be loaded or initialised.
+  static Result<std::unique_ptr<Token>> Open(const TokenConfig& config, const SecretBuffer& pin);
+
+  virtual ~Token() = default;
+
+  // Finds the key object labelled `label`. not_found when absent. Costs a C_FindObjects: call
+  // at unseal, never per request.
+  virtual Result<KeyHandle> FindKey(std::string_view label) = 0;
+
+  // Lists the labels of the key objects whose label starts with `prefix`.
+  virtual Result<std::vector<std::string>> ListKeyLabels(std::string_view prefix) = 0;
+
+  // Generates a non-extractable AES-256 token key allowed to encrypt and decrypt only.
+  // already_exists when a key with `label` exists.
+  virtual Result<KeyHandle> GenerateAesKey(std::string_view label) = 0;
+
+  // Generates a non-extractable 32-byte generic secret token key allowed to sign and verify
+  // with CKM_SHA256_HMAC only. already_exists when a key with `label` exists.
+  virtual Result<KeyHandle> GenerateHmacKey(std::string_view label) = 0;
+
+  // Encrypts with AES-256-GCM under `key`, a fresh random 96-bit IV and `aad`. Returns
+  // IV ‖ ciphertext ‖ 128-bit tag.
+  virtual Result<Bytes> EncryptGcm(KeyHandle key, ByteSpan plaintext, ByteSpan aad) = 0;
+
+  // Decrypts IV ‖ ciphertext ‖ tag made by EncryptGcm. data_loss when the tag does not verify
+  // (wrong key, wrong AAD, modified ciphertext); invalid_argument when `sealed` is too short.
+  virtual Result<SecretBuffer> DecryptGcm(KeyHandle key, ByteSpan sealed, ByteSpan aad) = 0;
+
+  // Computes HMAC-SHA256 of `data` under `key` (32 bytes).
+  virtual Result<Bytes> HmacSha256(KeyHandle key, ByteSpan data) = 0;
+
+  virtual Result<KeyAttributes> GetKeyAttributes(KeyHandle key) = 0;
+};
+
+}  // namespace kw::hsm

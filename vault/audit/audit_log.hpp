@@ -1,0 +1,71 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "base/clock.hpp"
+#include "base/result.hpp"
+#include "hsm/token.hpp"
+#include "storage/storage.hpp"
+
+namespace kw::vault::audit {
+
+// What the request pipeline knows about one request and its response. Bodies arrive in
+// clear; AuditLog replaces every secret value before anything is stored.
+struct AuditEntry {
+  std::string request_id;
+  TimePoint time;
+  std::string client_address;
+  std::string accessor;   // the token's accessor; empty when no valid token was presented
+  std::string operation;  // read, create, update, patch, delete, list
+  std::string method;     // the HTTP method as received
+  std::string path;       // the request path below /v1/, normalised
+  int status = 0;         // the HTTP status sent
+  nlohmann::json request_body;   // null when there was none
+  nlohmann::json response_body;  // null when there was none
+};
+
+// Outcome of AuditLog::Verify.
+struct VerifyReport {
+  bool ok = false;
+  std::uint64_t records_checked = 0;
+  std::uint64_t head_sequence = 0;  // the sequence number the authenticated head names
+  // The first sequence number whose record is missing, edited, reordered or after which the
+  // log was truncated; nullopt when ok.
+  std::optional<std::uint64_t> first_broken_sequence;
+  std::string reason;  // empty when ok, otherwise what failed, such as "previous hash mismatch"
+};
+
+// The append-only, hash-chained audit log, stored in the same Storage as the data so that a
+// data change and its record commit in one transaction. Each record holds its sequence number
+// and the SHA-256 of the previous record's canonical bytes; the head (last sequence and hash)
+// is authenticated with an HMAC made in the HSM, so truncating the tail is detected too.
+// Secret values are replaced by "hmac-sha256:<hex>" computed in the HSM. Thread-safe.
+class AuditLog {
+ public:
+  // Loads the chain head from `storage`. `hmac_key` is the HSM key for value HMACs and the
+  // head MAC. All references must outlive the log.
+  static Result<std::unique_ptr<AuditLog>> Open(storage::Storage& storage, hsm::Token& token,
+                                                hsm::KeyHandle hmac_key, const Clock& clock);
+
+  virtual ~AuditLog() = default;
+
+  // Redacts `entry` (HSM calls, on the caller's thread) and sets `batch.finalizer` so that
+  // the record is chained and written in the batch's transaction. The caller then commits the
+  // batch; the record is durable exactly when the batch is. Fails when redaction fails, and
+  // then the caller must not commit (fail closed).
+  virtual Status Attach(const AuditEntry& entry, storage::WriteBatch& batch) = 0;
+
+  // Returns "hmac-sha256:<hex>" of `value` under the audit HMAC key, as stored in records.
+  virtual Result<std::string> Hash(std::string_view value) = 0;
+
+  // Recomputes the whole chain from storage and checks it against the authenticated head.
+  virtual Result<VerifyReport> Verify() = 0;
+};
+
+}  // namespace kw::vault::audit
