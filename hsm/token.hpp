@@ -44,7 +44,8 @@ inline constexpr std::size_t kGcmTagSize = 16;
 // token found by label, the user login, and a pool of sessions that each call checks out for
 // its duration. Every key it generates has CKA_TOKEN, CKA_PRIVATE and CKA_SENSITIVE true and
 // CKA_EXTRACTABLE false. Thread-safe. Destroying it logs out, closes every session and
-// finalizes the module; every KeyHandle it returned is then invalid.
+// finalizes the module unless another Token in the process still uses it. Every KeyHandle it
+// returned is then invalid.
 class Token {
  public:
   // Loads the module, finds the token labelled `config.token_label` and logs in with `pin`.
@@ -80,7 +81,18 @@ class Token {
   // Computes HMAC-SHA256 of `data` under `key` (32 bytes).
   virtual Result<Bytes> HmacSha256(KeyHandle key, ByteSpan data) = 0;
 
+  // Reads the protection attributes of `key`. When FindKey or Generate*Key returned a session
+  // copy of a token key, they are the token key's, so `token` and `local` describe the key
+  // itself rather than the copy.
   virtual Result<KeyAttributes> GetKeyAttributes(KeyHandle key) = 0;
 };
+
+// Initialises a token for development mode and tests: takes a slot whose token is not yet
+// initialised (SoftHSM always offers one), names the token `label`, sets the security officer
+// PIN `so_pin` and the user PIN `user_pin`. already_exists when a token labelled `label`
+// exists; resource_exhausted when no slot is free; unavailable when the module cannot be
+// loaded or initialised.
+[[nodiscard]] Status InitializeToken(const std::string& module_path, std::string_view label,
+                                     const SecretBuffer& so_pin, const SecretBuffer& user_pin);
 
 }  // namespace kw::hsm

@@ -36,7 +36,9 @@ struct VerifyReport {
   std::uint64_t records_checked = 0;
   std::uint64_t head_sequence = 0;  // the sequence number the authenticated head names
   // The first sequence number whose record is missing, edited, reordered or after which the
-  // log was truncated; nullopt when ok.
+  // log was truncated; nullopt when ok. An edited record N < head is reported as N + 1, whose
+  // prev_hash no longer matches, because records carry no MAC of their own. A head that fails
+  // its MAC or names a later record reports last record + 1: the tail cannot be vouched for.
   std::optional<std::uint64_t> first_broken_sequence;
   std::string reason;  // empty when ok, otherwise what failed, such as "previous hash mismatch"
 };
@@ -49,7 +51,12 @@ struct VerifyReport {
 class AuditLog {
  public:
   // Loads the chain head from `storage`. `hmac_key` is the HSM key for value HMACs and the
-  // head MAC. All references must outlive the log.
+  // head MAC. All references must outlive the log, and the log must outlive every batch it
+  // attached to. One AuditLog per Storage: appends start from the head loaded here. When the
+  // stored head and the last record disagree, or the head MAC is invalid, Open still succeeds
+  // (so the server can start and report it), logs an error, Verify reports it, and Attach
+  // fails with data_loss, because a new head MAC would hide the evidence. Fails only when
+  // storage or the HSM do.
   static Result<std::unique_ptr<AuditLog>> Open(storage::Storage& storage, hsm::Token& token,
                                                 hsm::KeyHandle hmac_key, const Clock& clock);
 
@@ -57,14 +64,23 @@ class AuditLog {
 
   // Redacts `entry` (HSM calls, on the caller's thread) and sets `batch.finalizer` so that
   // the record is chained and written in the batch's transaction. The caller then commits the
-  // batch; the record is durable exactly when the batch is. Fails when redaction fails, and
-  // then the caller must not commit (fail closed).
+  // batch; the record is durable exactly when the batch is. A finalizer already set on the
+  // batch runs first, then the audit one. A batch that aborts or rolls back consumes no
+  // sequence number. Fails when redaction fails (HSM error, a body nested deeper than 128
+  // levels) or the log refuses appends (see Open); the caller must then not commit (fail
+  // closed).
   virtual Status Attach(const AuditEntry& entry, storage::WriteBatch& batch) = 0;
 
   // Returns "hmac-sha256:<hex>" of `value` under the audit HMAC key, as stored in records.
+  // invalid_argument when `value` starts with byte 0xFF (never valid UTF-8; reserved for the
+  // head MAC).
   virtual Result<std::string> Hash(std::string_view value) = 0;
 
-  // Recomputes the whole chain from storage and checks it against the authenticated head.
+  // Recomputes the whole chain from storage, 1000 records per read, and checks it against the
+  // authenticated head: sequence continuity from 1, each prev_hash, canonical form, then the
+  // last record against the head's sequence, hash and MAC. Stops at the first break. Records
+  // appended while it runs are left to the next call. Errors only when storage or the HSM
+  // fail; a broken chain is a report with ok false.
   virtual Result<VerifyReport> Verify() = 0;
 };
 

@@ -1,0 +1,68 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "api/http_server.hpp"
+#include "base/result.hpp"
+#include "storage/storage.hpp"
+#include "vault/auth/token_store.hpp"
+#include "vault/core.hpp"
+
+namespace kw::api {
+
+// What a handler answers: a status and a JSON body (null: no body, as for 204).
+struct Reply {
+  int status = 200;
+  nlohmann::json body;
+};
+
+// One authenticated request on its way through a handler. Handlers add their writes to
+// `batch`; the router commits it together with the audit record. One thread.
+struct RequestContext {
+  const HttpRequest& http;
+  vault::Core& core;
+  std::shared_ptr<vault::UnsealedState> vault;
+  std::string request_id;
+  std::string method;     // as received
+  std::string operation;  // read, list, create, update, patch, delete
+  std::string path;       // below /v1/, validated, without trailing slash
+  bool trailing_slash = false;
+  std::vector<std::pair<std::string, std::string>> query;
+  nlohmann::json body;  // the parsed request body, null when empty
+  vault::auth::Identity identity;
+  storage::WriteBatch batch;
+
+  // Returns the last value of query parameter `name`.
+  std::optional<std::string_view> Query(std::string_view name) const {
+    std::optional<std::string_view> found;
+    for (const auto& [key, value] : query) {
+      if (key == name) found = value;
+    }
+    return found;
+  }
+};
+
+// Wraps `data` in Vault's response envelope.
+nlohmann::json Envelope(const RequestContext& context, nlohmann::json data);
+
+// Returns Reply{status, {"errors": [messages]}}.
+Reply ErrorReply(int status, std::vector<std::string> messages);
+
+// Maps an error code to its HTTP status: the one place that does so.
+int HttpStatusFor(Code code);
+
+// Turns `error` into a reply with its status and message. unauthenticated and
+// permission_denied become Vault's 403 "permission denied".
+Reply ReplyForError(const Error& error);
+
+// 405 for a method a path does not support.
+Reply MethodNotAllowed(const RequestContext& context);
+
+}  // namespace kw::api

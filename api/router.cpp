@@ -1,0 +1,132 @@
+#include "api/router.hpp"
+
+#include "api/json_fields.hpp"
+#include "api/kv_handlers.hpp"
+#include "api/request_context.hpp"
+#include "api/request_path.hpp"
+#include "api/sys_handlers.hpp"
+#include "base/bytes.hpp"
+#include "base/log.hpp"
+
+namespace kw::api {
+namespace {
+
+// A commit aborted by a concurrent writer to the same secret is rerun this many times.
+constexpr int kMaxAttempts = 8;
+
+HttpResponse ToHttp(const Reply& reply) {
+  HttpResponse response;
+  response.status = reply.status;
+  response.headers.emplace_back("Cache-Control", "no-store");
+  if (!reply.body.is_null()) {
+    response.headers.emplace_back("Content-Type", "application/json");
+    // 'replace' keeps a response printable even if stored data holds invalid UTF-8.
+    response.body = reply.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    response.body.push_back('\n');
+  }
+  return response;
+}
+
+std::string OperationFor(const std::string& method, const ParsedTarget& target) {
+  if (method == "LIST") return "list";
+  if (method == "GET" || method == "HEAD") {
+    for (const auto& [key, value] : target.query) {
+      if (key == "list" && (value == "true" || value == "1")) return "list";
+    }
+    return "read";
+  }
+  if (method == "POST" || method == "PUT") return "update";
+  if (method == "PATCH") return "patch";
+  if (method == "DELETE") return "delete";
+  return "unknown";
+}
+
+std::string_view TokenFrom(const HttpRequest& request) {
+  if (auto token = request.Header("x-vault-token")) return *token;
+  if (auto authorization = request.Header("authorization")) {
+    constexpr std::string_view kBearer = "Bearer ";
+    if (authorization->starts_with(kBearer)) return authorization->substr(kBearer.size());
+  }
+  return {};
+}
+
+Result<Reply> Dispatch(RequestContext& c) {
+  if (c.path == "secret" || c.path.starts_with("secret/")) return HandleKv(c);
+  if (c.path.starts_with("sys/")) return HandleSys(c);
+  return ErrorReply(404, {"no handler for route \"" + c.path + "\""});
+}
+
+// Runs the handler; any error becomes its reply and drops the handler's writes.
+Reply RunHandler(RequestContext& c) {
+  Result<Reply> reply = Dispatch(c);
+  if (reply && reply->status < 400) return std::move(*reply);
+  c.batch = storage::WriteBatch();
+  if (!reply) return ReplyForError(reply.error());
+  return std::move(*reply);
+}
+
+}  // namespace
+
+HttpResponse Router::Handle(HttpRequest& request) {
+  auto target = ParseTarget(request.target);
+  if (target && IsUnauthenticatedPath(target->path)) {
+    return ToHttp(HandleUnauthenticatedSys(core_, request, *target));
+  }
+  auto vault = core_.Acquire();
+  if (!vault) return ToHttp(ErrorReply(503, {"Vault is sealed"}));
+
+  RequestContext c{request, core_, *vault};
+  c.request_id = RandomUuid();
+  c.method = request.method;
+  if (target) {
+    c.path = target->path;
+    c.trailing_slash = target->trailing_slash;
+    c.query = target->query;
+    c.operation = OperationFor(c.method, *target);
+  } else {
+    c.path = Printable(request.target.substr(0, request.target.find('?')));
+    c.operation = "unknown";
+  }
+
+  // Parse before authenticating, so that the audit record holds the request either way.
+  auto body = ParseBody(request.body);
+  if (body) c.body = std::move(*body);
+  auto identity = c.vault->tokens->Authenticate(TokenFrom(request));
+  if (identity) c.identity = std::move(*identity);
+
+  for (int attempt = 1;; ++attempt) {
+    Reply reply;
+    if (!identity) {
+      reply = ReplyForError(identity.error());
+    } else if (!target) {
+      reply = ReplyForError(target.error());
+    } else if (!body) {
+      reply = ReplyForError(body.error());
+    } else {
+      reply = RunHandler(c);
+    }
+
+    vault::audit::AuditEntry entry{c.request_id, core_.clock().Now(), request.remote_address,
+                                   c.identity.accessor, c.operation, c.method, c.path,
+                                   reply.status, c.body, reply.body};
+    storage::WriteBatch batch = std::move(c.batch);
+    c.batch = storage::WriteBatch();
+    if (auto attached = c.vault->audit->Attach(entry, batch); !attached) {
+      log::Error("audit record not prepared; request refused",
+                 {{log::kRequestId, c.request_id}, {log::kError, attached.error().message()}});
+      return ToHttp(ErrorReply(500, {"internal error: the audit log cannot record this request"}));
+    }
+    auto committed = core_.storage().Commit(std::move(batch));
+    if (committed) return ToHttp(reply);
+    if (committed.error().code() == Code::kAborted && attempt < kMaxAttempts) continue;
+    log::Error("request not committed",
+               {{log::kRequestId, c.request_id}, {log::kError, committed.error().message()}});
+    if (committed.error().code() == Code::kAborted) {
+      return ToHttp(ErrorReply(409, {"too many concurrent writes to this path; retry the request"}));
+    }
+    return ToHttp(ErrorReply(500, {"internal error: storage could not record this request; "
+                                   "nothing was changed"}));
+  }
+}
+
+}  // namespace kw::api

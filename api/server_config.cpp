@@ -1,0 +1,178 @@
+#include "api/server_config.hpp"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "api/json_fields.hpp"
+#include "base/duration.hpp"
+
+namespace kw::api {
+namespace {
+
+using nlohmann::json;
+
+Status RejectUnknownKeys(const json& object, std::string_view section,
+                         const std::set<std::string>& known) {
+  for (const auto& [key, value] : object.items()) {
+    if (!known.contains(key)) {
+      return InvalidArgument("config: unknown key \"" + std::string(section) + key +
+                             "\"; see docs/OPERATIONS.md for the accepted keys");
+    }
+  }
+  return OkStatus();
+}
+
+Result<const json*> Section(const json& root, const std::string& name) {
+  if (!root.contains(name)) return static_cast<const json*>(nullptr);
+  if (!root[name].is_object()) {
+    return InvalidArgument("config: \"" + name + "\" must be a JSON object");
+  }
+  return &root[name];
+}
+
+Status ReadString(const json& object, const std::string& key, std::string_view section,
+                  std::string& out) {
+  auto value = OptionalString(object, key);
+  if (!value) return InvalidArgument("config: \"" + std::string(section) + key + "\" must be a string");
+  if (*value) out = **value;
+  return OkStatus();
+}
+
+template <typename T>
+Status ReadSize(const json& object, const std::string& key, std::string_view section, T& out) {
+  auto value = OptionalInt(object, key);
+  if (!value || (*value && **value <= 0)) {
+    return InvalidArgument("config: \"" + std::string(section) + key +
+                           "\" must be a positive integer");
+  }
+  if (*value) out = static_cast<T>(**value);
+  return OkStatus();
+}
+
+Status ReadTimeout(const json& object, const std::string& key, std::string_view section,
+                   std::chrono::milliseconds& out) {
+  auto value = OptionalDuration(object, key);
+  if (!value || (*value && (*value)->count() <= 0)) {
+    return InvalidArgument("config: \"" + std::string(section) + key +
+                           "\" must be a positive duration such as \"30s\"");
+  }
+  if (*value) out = **value;
+  return OkStatus();
+}
+
+Status ReadListener(const json& listener, ServerOptions& options) {
+  KW_RETURN_IF_ERROR(RejectUnknownKeys(
+      listener, "listener.",
+      {"address", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "max_request_size",
+       "max_header_size", "max_url_size", "request_timeout", "idle_timeout", "max_connections",
+       "max_connections_per_address", "io_threads", "worker_threads"}));
+  std::string address;
+  KW_RETURN_IF_ERROR(ReadString(listener, "address", "listener.", address));
+  if (!address.empty()) KW_RETURN_IF_ERROR(ParseListenAddress(address, options));
+  KW_RETURN_IF_ERROR(ReadString(listener, "tls_cert_file", "listener.", options.tls_cert_file));
+  KW_RETURN_IF_ERROR(ReadString(listener, "tls_key_file", "listener.", options.tls_key_file));
+  KW_RETURN_IF_ERROR(
+      ReadString(listener, "tls_client_ca_file", "listener.", options.tls_client_ca_file));
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return InvalidArgument(
+        "config: set both \"listener.tls_cert_file\" and \"listener.tls_key_file\", or neither");
+  }
+  KW_RETURN_IF_ERROR(ReadSize(listener, "max_request_size", "listener.", options.max_body_bytes));
+  KW_RETURN_IF_ERROR(ReadSize(listener, "max_header_size", "listener.", options.max_header_bytes));
+  KW_RETURN_IF_ERROR(ReadSize(listener, "max_url_size", "listener.", options.max_url_bytes));
+  KW_RETURN_IF_ERROR(ReadTimeout(listener, "request_timeout", "listener.", options.request_timeout));
+  KW_RETURN_IF_ERROR(ReadTimeout(listener, "idle_timeout", "listener.", options.idle_timeout));
+  KW_RETURN_IF_ERROR(ReadSize(listener, "max_connections", "listener.", options.max_connections));
+  KW_RETURN_IF_ERROR(ReadSize(listener, "max_connections_per_address", "listener.",
+                              options.max_connections_per_address));
+  KW_RETURN_IF_ERROR(ReadSize(listener, "io_threads", "listener.", options.io_threads));
+  KW_RETURN_IF_ERROR(ReadSize(listener, "worker_threads", "listener.", options.worker_threads));
+  return OkStatus();
+}
+
+Status ReadHsm(const json& hsm, vault::CoreConfig& core) {
+  KW_RETURN_IF_ERROR(RejectUnknownKeys(
+      hsm, "hsm.", {"module", "token_label", "pin", "pin_file", "pin_env", "max_sessions"}));
+  KW_RETURN_IF_ERROR(ReadString(hsm, "module", "hsm.", core.token.module_path));
+  KW_RETURN_IF_ERROR(ReadString(hsm, "token_label", "hsm.", core.token.token_label));
+  KW_RETURN_IF_ERROR(ReadString(hsm, "pin_file", "hsm.", core.pin_source.pin_file));
+  KW_RETURN_IF_ERROR(ReadString(hsm, "pin_env", "hsm.", core.pin_source.pin_env));
+  std::string pin;
+  KW_RETURN_IF_ERROR(ReadString(hsm, "pin", "hsm.", pin));
+  if (!pin.empty()) core.pin_source.pin = std::move(pin);
+  KW_RETURN_IF_ERROR(ReadSize(hsm, "max_sessions", "hsm.", core.token.max_sessions));
+  if (core.token.token_label.empty()) {
+    return InvalidArgument("config: \"hsm.token_label\" is required");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status ParseListenAddress(std::string_view address, ServerOptions& options) {
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return InvalidArgument("invalid listen address \"" + std::string(address) +
+                           "\": expected HOST:PORT, such as 127.0.0.1:8200");
+  }
+  std::string_view host = address.substr(0, colon);
+  if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
+  const auto port = ParseNonNegative(address.substr(colon + 1));
+  if (!port || *port > 65535) {
+    return InvalidArgument("invalid listen address \"" + std::string(address) +
+                           "\": the port must be 0 to 65535");
+  }
+  options.host = std::string(host);
+  options.port = static_cast<std::uint16_t>(*port);
+  return OkStatus();
+}
+
+Result<ServerConfig> ParseServerConfig(std::string_view text) {
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& error) {
+    return InvalidArgument("config: invalid JSON at byte " + std::to_string(error.byte));
+  }
+  if (!root.is_object()) return InvalidArgument("config: the top level must be a JSON object");
+  KW_RETURN_IF_ERROR(RejectUnknownKeys(root, "", {"listener", "storage", "hsm", "log_level"}));
+
+  ServerConfig config;
+  config.core.token.module_path = "/usr/lib/softhsm/libsofthsm2.so";
+  KW_ASSIGN_OR_RETURN(const json* listener, Section(root, "listener"));
+  if (listener) KW_RETURN_IF_ERROR(ReadListener(*listener, config.listener));
+
+  KW_ASSIGN_OR_RETURN(const json* storage, Section(root, "storage"));
+  if (storage) {
+    KW_RETURN_IF_ERROR(RejectUnknownKeys(*storage, "storage.", {"path"}));
+    KW_RETURN_IF_ERROR(ReadString(*storage, "path", "storage.", config.storage_path));
+  }
+  if (config.storage_path.empty()) return InvalidArgument("config: \"storage.path\" is required");
+
+  KW_ASSIGN_OR_RETURN(const json* hsm, Section(root, "hsm"));
+  if (!hsm) return InvalidArgument("config: the \"hsm\" section is required");
+  KW_RETURN_IF_ERROR(ReadHsm(*hsm, config.core));
+
+  KW_RETURN_IF_ERROR(ReadString(root, "log_level", "", config.log_level));
+  if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warn" &&
+      config.log_level != "error") {
+    return InvalidArgument("config: \"log_level\" must be debug, info, warn or error");
+  }
+  return config;
+}
+
+Result<ServerConfig> LoadServerConfig(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return InvalidArgument("cannot read config file " + path);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  std::string text = contents.str();
+  auto config = ParseServerConfig(text);
+  WipeString(text);  // it may hold a PIN
+  return config;
+}
+
+}  // namespace kw::api

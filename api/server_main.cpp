@@ -1,0 +1,258 @@
+#include "api/server_main.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "api/router.hpp"
+#include "api/server_config.hpp"
+#include "base/bytes.hpp"
+#include "base/log.hpp"
+#include "hsm/token.hpp"
+#include "storage/sqlite/sqlite_storage.hpp"
+#include "vault/core.hpp"
+
+namespace kw::api {
+namespace {
+
+constexpr std::string_view kDevTokenLabel = "keyward-dev";
+constexpr std::string_view kSoftHsmModule = "/usr/lib/softhsm/libsofthsm2.so";
+
+struct ServerFlags {
+  bool dev = false;
+  std::string config_path;
+  std::string dev_listen_address = "127.0.0.1:8200";
+  std::optional<std::string> dev_root_token_id;
+  std::string dev_data_dir = "keyward-dev";
+};
+
+void PrintUsage() {
+  std::cerr << "Usage: keyward server -dev [-dev-listen-address=HOST:PORT] "
+               "[-dev-root-token-id=TOKEN] [-dev-data-dir=DIR]\n"
+               "       keyward server -config FILE\n\n"
+               "Example: keyward server -dev -dev-listen-address=127.0.0.1:8200\n";
+}
+
+// Parses Go-style flags: -name=value, -name value, and --name forms.
+std::optional<ServerFlags> ParseFlags(const std::vector<std::string>& args) {
+  ServerFlags flags;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg.starts_with("--")) arg.erase(0, 1);
+    std::string name = arg;
+    std::optional<std::string> value;
+    if (const std::size_t eq = arg.find('='); eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    const auto take_value = [&]() -> std::optional<std::string> {
+      if (value) return value;
+      if (i + 1 < args.size()) return args[++i];
+      std::cerr << "flag " << name << " needs a value\n";
+      return std::nullopt;
+    };
+    if (name == "-dev") {
+      flags.dev = true;
+    } else if (name == "-config") {
+      auto v = take_value();
+      if (!v) return std::nullopt;
+      flags.config_path = *v;
+    } else if (name == "-dev-listen-address") {
+      auto v = take_value();
+      if (!v) return std::nullopt;
+      flags.dev_listen_address = *v;
+    } else if (name == "-dev-root-token-id") {
+      flags.dev_root_token_id = take_value();
+      if (!flags.dev_root_token_id) return std::nullopt;
+    } else if (name == "-dev-data-dir") {
+      auto v = take_value();
+      if (!v) return std::nullopt;
+      flags.dev_data_dir = *v;
+    } else {
+      std::cerr << "unknown flag " << name << "\n";
+      return std::nullopt;
+    }
+  }
+  if (flags.dev == !flags.config_path.empty()) {
+    std::cerr << "give exactly one of -dev and -config FILE\n";
+    return std::nullopt;
+  }
+  return flags;
+}
+
+Status WriteFile(const std::filesystem::path& path, std::string_view text, mode_t mode) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  if (!file) return Unavailable("cannot write " + path.string());
+  file << text;
+  file.close();
+  if (!file || ::chmod(path.c_str(), mode) != 0) return Unavailable("cannot write " + path.string());
+  return OkStatus();
+}
+
+// Creates the dev data directory, its SoftHSM configuration and token, and the PIN file on
+// first start; points SOFTHSM2_CONF at that configuration. Touches no global configuration.
+Result<ServerConfig> PrepareDev(const ServerFlags& flags) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::absolute(flags.dev_data_dir);
+  std::error_code ec;
+  fs::create_directories(dir / "tokens", ec);
+  if (ec) return Unavailable("cannot create dev data directory " + dir.string() + ": " + ec.message());
+  ::chmod(dir.c_str(), 0700);
+
+  const fs::path conf = dir / "softhsm2.conf";
+  if (!fs::exists(conf)) {
+    KW_RETURN_IF_ERROR(WriteFile(conf,
+                                 "directories.tokendir = " + (dir / "tokens").string() +
+                                     "\nobjectstore.backend = file\nlog.level = ERROR\n"
+                                     "slots.removable = false\nslots.mechanisms = ALL\n",
+                                 0600));
+  }
+  ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);
+
+  const fs::path pin_file = dir / "hsm-pin";
+  ServerConfig config;
+  KW_RETURN_IF_ERROR(ParseListenAddress(flags.dev_listen_address, config.listener));
+  config.storage_path = (dir / "keyward.db").string();
+  config.core.token.module_path = std::string(kSoftHsmModule);
+  config.core.token.token_label = std::string(kDevTokenLabel);
+  config.core.pin_source.pin_file = pin_file.string();
+
+  if (!fs::exists(pin_file)) {
+    // First start: a fresh token with a random PIN that only this directory holds.
+    std::string pin = ToHex(RandomBytes(16));
+    std::string so_pin = ToHex(RandomBytes(16));
+    auto created = hsm::InitializeToken(config.core.token.module_path, kDevTokenLabel,
+                                        SecretBuffer::CopyFrom(so_pin), SecretBuffer::CopyFrom(pin));
+    WipeString(so_pin);
+    if (!created) {
+      WipeString(pin);
+      return tl::unexpected(created.error().WithContext("create dev HSM token"));
+    }
+    auto written = WriteFile(pin_file, pin, 0600);
+    WipeString(pin);
+    KW_RETURN_IF_ERROR(written);
+  }
+  return config;
+}
+
+Status WaitForSignal() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int received = 0;
+  if (sigwait(&signals, &received) != 0) return Internal("sigwait failed");
+  log::Info("signal received, shutting down", {{"signal", received == SIGINT ? "SIGINT" : "SIGTERM"}});
+  return OkStatus();
+}
+
+void ApplyLogLevel(const std::string& level) {
+  if (level == "debug") log::SetLevel(log::Level::kDebug);
+  if (level == "warn") log::SetLevel(log::Level::kWarn);
+  if (level == "error") log::SetLevel(log::Level::kError);
+}
+
+// Opens storage and the core, brings the vault to its start-up state, serves until a signal.
+int Serve(const ServerConfig& config, const ServerFlags& flags) {
+  storage::sqlite::SqliteOptions storage_options;
+  storage_options.path = config.storage_path;
+  auto storage = storage::sqlite::Open(storage_options);
+  if (!storage) {
+    log::Error("cannot open storage", {{log::kPath, config.storage_path}, {log::kError, storage.error().message()}});
+    return 1;
+  }
+  SystemClock clock;
+  vault::Core core(config.core, **storage, clock);
+
+  std::optional<SecretBuffer> root_token;
+  if (flags.dev) {
+    std::optional<SecretBuffer> wanted;
+    if (flags.dev_root_token_id) wanted = SecretBuffer::CopyFrom(*flags.dev_root_token_id);
+    auto initialized = core.IsInitialized();
+    Result<vault::InitResult> result = Internal("unreachable");
+    if (initialized && !*initialized) {
+      result = core.Initialize(wanted, std::nullopt);
+    } else if (initialized) {
+      auto unsealed = core.Unseal(std::nullopt);
+      result = unsealed ? core.ResetRootToken(wanted) : tl::unexpected(unsealed.error());
+    } else {
+      result = tl::unexpected(initialized.error());
+    }
+    if (!result) {
+      log::Error("dev mode start-up failed", {{log::kError, result.error().message()}});
+      return 1;
+    }
+    root_token = std::move(result->root_token);
+  } else {
+    auto initialized = core.IsInitialized();
+    if (initialized && *initialized) {
+      if (auto unsealed = core.Unseal(std::nullopt); !unsealed) {
+        log::Warn("starting sealed; unseal with PUT /v1/sys/unseal",
+                  {{log::kError, unsealed.error().message()}});
+      }
+    } else if (initialized) {
+      log::Info("vault is not initialized; initialize with PUT /v1/sys/init");
+    }
+  }
+
+  Router router(core);
+  auto server = HttpServer::Start(config.listener,
+                                  [&router](HttpRequest& request) { return router.Handle(request); });
+  if (!server) {
+    log::Error("cannot start the listener", {{log::kError, server.error().message()}});
+    return 1;
+  }
+  const bool tls = !config.listener.tls_cert_file.empty();
+  std::string host = config.listener.host;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  const std::string address = std::string(tls ? "https://" : "http://") + host + ":" +
+                              std::to_string((*server)->port());
+  if (root_token) {
+    std::cout << "keyward dev server: data in " << std::filesystem::absolute(flags.dev_data_dir).string()
+              << "\nRoot Token: " << root_token->RevealText() << "\n";
+  }
+  std::cout << "Listening on: " << address << "\n" << std::flush;
+  root_token.reset();
+  log::Info("server started", {{log::kAddress, address}});
+
+  const Status waited = WaitForSignal();
+  (*server)->Stop();
+  core.Seal();
+  log::Info("server stopped");
+  return waited ? 0 : 1;
+}
+
+}  // namespace
+
+int RunServer(const std::vector<std::string>& args) {
+  InitSodium();
+  const auto flags = ParseFlags(args);
+  if (!flags) {
+    PrintUsage();
+    return 2;
+  }
+  // Block the stop signals in every thread; the main thread takes them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Result<ServerConfig> config = flags->dev ? PrepareDev(*flags) : LoadServerConfig(flags->config_path);
+  if (!config) {
+    log::Error("cannot start", {{log::kError, config.error().message()}});
+    std::cerr << "error: " << config.error().message() << "\n";
+    return 1;
+  }
+  ApplyLogLevel(config->log_level);
+  return Serve(*config, *flags);
+}
+
+}  // namespace kw::api

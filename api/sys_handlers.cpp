@@ -1,0 +1,224 @@
+#include "api/sys_handlers.hpp"
+
+#include <chrono>
+
+#include "api/json_fields.hpp"
+
+namespace kw::api {
+namespace {
+
+constexpr std::string_view kVersion = "0.1.0";
+
+std::optional<std::string_view> QueryValue(const ParsedTarget& target, std::string_view name) {
+  std::optional<std::string_view> found;
+  for (const auto& [key, value] : target.query) {
+    if (key == name) found = value;
+  }
+  return found;
+}
+
+// Returns the status code from query parameter `name` (Vault's sealedcode, uninitcode, ...),
+// or `fallback` when absent or not a valid HTTP status.
+int StatusParameter(const ParsedTarget& target, std::string_view name, int fallback) {
+  const auto text = QueryValue(target, name);
+  if (!text) return fallback;
+  const auto code = ParseNonNegative(*text);
+  if (!code || *code < 100 || *code > 599) return fallback;
+  return static_cast<int>(*code);
+}
+
+nlohmann::json SealStatus(vault::Core& core, bool initialized) {
+  return {{"type", "pkcs11"},
+          {"initialized", initialized},
+          {"sealed", core.sealed()},
+          {"t", 1},
+          {"n", 1},
+          {"progress", 0},
+          {"nonce", ""},
+          {"version", kVersion},
+          {"build_date", ""},
+          {"migration", false},
+          {"recovery_seal", false},
+          {"storage_type", "sqlite"}};
+}
+
+Reply Health(vault::Core& core, const HttpRequest& http, const ParsedTarget& target,
+             bool initialized) {
+  const bool sealed = core.sealed();
+  int status = StatusParameter(target, "activecode", 200);
+  if (!initialized) {
+    status = StatusParameter(target, "uninitcode", 501);
+  } else if (sealed) {
+    status = StatusParameter(target, "sealedcode", 503);
+  }
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  nlohmann::json body = {
+      {"initialized", initialized},
+      {"sealed", sealed},
+      {"standby", false},
+      {"performance_standby", false},
+      {"replication_performance_mode", "disabled"},
+      {"replication_dr_mode", "disabled"},
+      {"server_time_utc", std::chrono::duration_cast<std::chrono::seconds>(now).count()},
+      {"version", kVersion},
+      {"cluster_name", "keyward"},
+      {"cluster_id", ""}};
+  if (http.method == "HEAD") return Reply{status, nullptr};
+  return Reply{status, std::move(body)};
+}
+
+Reply Init(vault::Core& core, const HttpRequest& http) {
+  auto body = ParseBody(http.body);
+  if (!body) return ReplyForError(body.error());
+  std::optional<SecretBuffer> pin;
+  if (body->is_object() && body->contains("pin")) {
+    auto text = OptionalString(*body, "pin");
+    if (!text) return ReplyForError(text.error());
+    if (*text) pin = SecretBuffer::CopyFrom(**text);
+    if (*text) WipeString(**text);
+  }
+  auto result = core.Initialize(std::nullopt, pin);
+  if (!result) return ReplyForError(result.error().WithContext("initialize"));
+  return Reply{200, {{"keys", nlohmann::json::array()},
+                     {"keys_base64", nlohmann::json::array()},
+                     {"root_token", std::string(result->root_token.RevealText())}}};
+}
+
+Reply Unseal(vault::Core& core, const HttpRequest& http, bool initialized) {
+  auto body = ParseBody(http.body);
+  if (!body) return ReplyForError(body.error());
+  std::optional<SecretBuffer> pin;
+  if (body->is_object()) {
+    auto key = OptionalString(*body, "key");
+    if (!key) return ReplyForError(key.error());
+    if (*key) {
+      pin = SecretBuffer::CopyFrom(**key);
+      WipeString(**key);
+    }
+  }
+  auto unsealed = core.Unseal(pin);
+  if (!unsealed) {
+    // A wrong PIN is the caller's mistake, as a wrong unseal key is in Vault: 400.
+    if (unsealed.error().code() == Code::kPermissionDenied) {
+      return ErrorReply(400, {"unseal failed: the HSM rejected the PIN"});
+    }
+    return ReplyForError(unsealed.error().WithContext("unseal"));
+  }
+  return Reply{200, SealStatus(core, initialized)};
+}
+
+Result<Reply> RequireRoot(const RequestContext& c) {
+  if (!c.identity.root) return ReplyForError(Error(Code::kPermissionDenied, "root required"));
+  return Reply{};
+}
+
+nlohmann::json MountTable() {
+  return {{"secret/", {{"type", "kv"},
+                       {"description", "key/value secret storage"},
+                       {"options", {{"version", "2"}}},
+                       {"local", false},
+                       {"seal_wrap", false},
+                       {"config", {{"default_lease_ttl", 0}, {"max_lease_ttl", 0}}}}},
+          {"sys/", {{"type", "system"},
+                    {"description", "system endpoints used for control, policy and debugging"},
+                    {"options", nullptr},
+                    {"local", false},
+                    {"seal_wrap", true},
+                    {"config", {{"default_lease_ttl", 0}, {"max_lease_ttl", 0}}}}}};
+}
+
+Result<Reply> AuditVerify(RequestContext& c) {
+  KW_ASSIGN_OR_RETURN(auto report, c.vault->audit->Verify());
+  nlohmann::json data = {{"ok", report.ok},
+                         {"records_checked", report.records_checked},
+                         {"head_sequence", report.head_sequence},
+                         {"first_broken_sequence", nullptr},
+                         {"reason", report.reason}};
+  if (report.first_broken_sequence) data["first_broken_sequence"] = *report.first_broken_sequence;
+  return Reply{200, Envelope(c, std::move(data))};
+}
+
+Result<Reply> AuditHash(RequestContext& c) {
+  KW_ASSIGN_OR_RETURN(auto input, OptionalString(c.body, "input"));
+  if (!input) return InvalidArgument("missing field \"input\": the value to hash");
+  auto hash = c.vault->audit->Hash(*input);
+  WipeString(*input);
+  if (!hash) return tl::unexpected(hash.error());
+  nlohmann::json reply = Envelope(c, {{"hash", *hash}});
+  reply["hash"] = *hash;
+  return Reply{200, std::move(reply)};
+}
+
+}  // namespace
+
+bool IsUnauthenticatedPath(std::string_view path) {
+  return path == "sys/health" || path == "sys/seal-status" || path == "sys/init" ||
+         path == "sys/unseal";
+}
+
+Reply HandleUnauthenticatedSys(vault::Core& core, const HttpRequest& http,
+                               const ParsedTarget& target) {
+  auto initialized = core.IsInitialized();
+  if (!initialized) return ReplyForError(initialized.error());
+  const std::string& m = http.method;
+  const bool write = m == "PUT" || m == "POST";
+  if (target.path == "sys/health" && (m == "GET" || m == "HEAD")) {
+    return Health(core, http, target, *initialized);
+  }
+  if (target.path == "sys/seal-status" && m == "GET") return Reply{200, SealStatus(core, *initialized)};
+  if (target.path == "sys/init" && m == "GET") return Reply{200, {{"initialized", *initialized}}};
+  if (target.path == "sys/init" && write) return Init(core, http);
+  if (target.path == "sys/unseal" && write) return Unseal(core, http, *initialized);
+  return ErrorReply(405, {"unsupported operation: " + m + " is not allowed on " + target.path});
+}
+
+Result<Reply> HandleSys(RequestContext& c) {
+  const std::string& path = c.path;
+  const bool write = c.method == "PUT" || c.method == "POST";
+
+  if (path == "sys/seal") {
+    if (!write) return MethodNotAllowed(c);
+    KW_RETURN_IF_ERROR(RequireRoot(c));
+    c.core.Seal();
+    return Reply{204, nullptr};
+  }
+  if (path == "sys/rotate") {
+    if (!write) return MethodNotAllowed(c);
+    KW_RETURN_IF_ERROR(RequireRoot(c));
+    KW_ASSIGN_OR_RETURN(auto version, c.vault->barrier->Rotate());
+    (void)version;
+    return Reply{204, nullptr};
+  }
+  if (path == "sys/key-status") {
+    if (c.operation != "read") return MethodNotAllowed(c);
+    return Reply{200, Envelope(c, {{"term", c.vault->barrier->current_version()}})};
+  }
+  if (path == "sys/audit/verify") {
+    if (c.operation != "read") return MethodNotAllowed(c);
+    KW_RETURN_IF_ERROR(RequireRoot(c));
+    return AuditVerify(c);
+  }
+  if (path.starts_with("sys/audit-hash/")) {
+    if (!write) return MethodNotAllowed(c);
+    KW_RETURN_IF_ERROR(RequireRoot(c));
+    return AuditHash(c);
+  }
+  if (path == "sys/mounts") {
+    if (c.operation != "read") return MethodNotAllowed(c);
+    nlohmann::json reply = Envelope(c, MountTable());
+    for (auto& [name, mount] : MountTable().items()) reply[name] = mount;
+    return Reply{200, std::move(reply)};
+  }
+  if (path.starts_with("sys/internal/ui/mounts/")) {
+    const std::string_view mount = std::string_view(path).substr(23);
+    if (mount == "secret" || mount.starts_with("secret/")) {
+      nlohmann::json data = MountTable()["secret/"];
+      data["path"] = "secret/";
+      return Reply{200, Envelope(c, std::move(data))};
+    }
+    return ErrorReply(400, {"no mount at path \"" + std::string(mount) + "\""});
+  }
+  return ErrorReply(404, {"no handler for route \"" + path + "\""});
+}
+
+}  // namespace kw::api

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian packages (non-interactive, idempotent)
+# and builds keyward into ./build. Run as root on Debian 12.
+#   KEYWARD_BUILD_DIR   build directory (default: build)
+#   KEYWARD_BUILDTYPE   meson buildtype (default: debugoptimized)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ meson ninja-build pkg-config git
+  libsodium-dev libsqlite3-dev sqlite3 zlib1g-dev
+  libboost-dev libcpp-httplib-dev nlohmann-json3-dev libssl-dev openssl
+  libspdlog-dev libexpected-dev doctest-dev
+  softhsm2 libsofthsm2 libp11-kit-dev opensc
+  libpq-dev curl procps
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+if ((${#missing[@]} > 0)); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+build_dir="${KEYWARD_BUILD_DIR:-build}"
+werror=false
+[[ "${CI:-}" == "true" ]] && werror=true
+if [[ ! -f "$build_dir/build.ninja" ]]; then
+  meson setup "$build_dir" --buildtype="${KEYWARD_BUILDTYPE:-debugoptimized}" -Dwerror="$werror"
+fi
+ninja -C "$build_dir"

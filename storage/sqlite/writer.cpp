@@ -1,0 +1,306 @@
+#include "storage/sqlite/writer.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+#include "base/log.hpp"
+#include "storage/sqlite/kv_reader.hpp"
+
+namespace kw::storage::sqlite::detail {
+namespace {
+
+constexpr const char* kWritesDisabled =
+    "storage: writes disabled after a failed commit; restart the server";
+
+int CallCommitHook(void* hook) {
+  return (*static_cast<std::function<bool()>*>(hook))() ? 1 : 0;
+}
+
+Status ValidateBatch(const WriteBatch& batch) {
+  for (const WriteBatch::Op& op : batch.ops()) {
+    const Status valid = ValidateKey(op.key);
+    if (!valid) return tl::unexpected(valid.error().WithContext("commit"));
+    if (op.kind == WriteBatch::Op::Kind::kPut && !op.value) {
+      return InvalidArgument("storage: commit: put of " + QuoteKey(op.key) + " has no value");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+// The finalizer's view of the open transaction: reads and writes go through the writer's
+// connection, inside the batch's savepoint.
+class WriterTransaction : public Transaction {
+ public:
+  explicit WriterTransaction(Writer& writer) : writer_(writer) {}
+
+  Result<std::optional<Bytes>> Get(std::string_view key) override {
+    KW_RETURN_IF_ERROR(ValidateKey(key));
+    return writer_.ReadKey(key);
+  }
+  Status Put(std::string_view key, ByteSpan value) override {
+    KW_RETURN_IF_ERROR(ValidateKey(key));
+    return writer_.WriteKey(key, value);
+  }
+  Status Delete(std::string_view key) override {
+    KW_RETURN_IF_ERROR(ValidateKey(key));
+    return writer_.DeleteKey(key);
+  }
+
+ private:
+  Writer& writer_;
+};
+
+Result<std::unique_ptr<Writer>> Writer::Start(Connection connection,
+                                              const SqliteOptions& options) {
+  std::unique_ptr<Writer> writer(new Writer(std::move(connection), options));
+  if (options.max_page_count != 0) {
+    const std::string pragma = "PRAGMA max_page_count=" + std::to_string(options.max_page_count);
+    KW_RETURN_IF_ERROR(writer->connection_->Exec(pragma.c_str(), "set max_page_count"));
+  }
+  KW_RETURN_IF_ERROR(writer->PrepareStatements());
+  if (writer->fail_commit_for_testing_) {
+    sqlite3_commit_hook(writer->connection_->handle(), &CallCommitHook,
+                        &writer->fail_commit_for_testing_);
+  }
+  writer->thread_ = std::thread(&Writer::Run, writer.get());
+  return writer;
+}
+
+Writer::Writer(Connection connection, const SqliteOptions& options)
+    : connection_(std::make_unique<Connection>(std::move(connection))),
+      fail_commit_for_testing_(options.fail_commit_for_testing),
+      max_batches_per_commit_(1) {}
+
+Writer::~Writer() { Shutdown(); }
+
+void Writer::Shutdown() {
+  std::unique_lock lock(mu_);
+  stopping_ = true;
+  work_cv_.notify_all();
+  lock.unlock();
+  // The writer thread exits only once the queue is empty.
+  if (thread_.joinable()) thread_.join();
+
+  lock.lock();
+  done_cv_.wait(lock, [this] { return active_callers_ == 0; });
+}
+
+Status Writer::PrepareStatements() {
+  Connection& c = *connection_;
+  KW_ASSIGN_OR_RETURN(get_, Statement::Prepare(c, "SELECT value FROM kv WHERE key = ?1"));
+  KW_ASSIGN_OR_RETURN(put_, Statement::Prepare(c, "INSERT OR REPLACE INTO kv(key, value) "
+                                                  "VALUES(?1, ?2)"));
+  KW_ASSIGN_OR_RETURN(delete_, Statement::Prepare(c, "DELETE FROM kv WHERE key = ?1"));
+  return OkStatus();
+}
+
+Status Writer::Commit(WriteBatch batch) {
+  KW_RETURN_IF_ERROR(ValidateBatch(batch));
+
+  Pending pending{std::move(batch), std::nullopt, false};
+  std::unique_lock lock(mu_);
+  if (writes_disabled_) return Unavailable(kWritesDisabled);
+  if (stopping_) return Unavailable("storage: commit: the storage is closing");
+  if (pending.batch.empty()) return OkStatus();
+
+  ++active_callers_;
+  queue_.push_back(&pending);
+  work_cv_.notify_one();
+  done_cv_.wait(lock, [&pending] { return pending.done; });
+  --active_callers_;
+  // Wakes the destructor, which waits on the same condition variable.
+  if (active_callers_ == 0 && stopping_) done_cv_.notify_all();
+  return std::move(*pending.result);
+}
+
+CommitStats Writer::Stats() const {
+  std::lock_guard lock(mu_);
+  CommitStats stats = stats_;
+  stats.queued = queue_.size();
+  stats.stopping = stopping_;
+  stats.writes_disabled = writes_disabled_;
+  return stats;
+}
+
+void Writer::Run() {
+  std::vector<Pending*> group;
+  while (true) {
+    bool disabled = false;
+    {
+      std::unique_lock lock(mu_);
+      work_cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) return;  // stopping, and every queued batch has its result
+      const std::size_t count = std::min(queue_.size(), max_batches_per_commit_);
+      group.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(count));
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(count));
+      disabled = writes_disabled_;
+    }
+
+    GroupOutcome outcome =
+        disabled ? FailGroup(group.size(), Error(Code::kUnavailable, kWritesDisabled), false)
+                 : ApplyGroup(group);
+
+    std::lock_guard lock(mu_);
+    if (outcome.disable_writes) writes_disabled_ = true;
+    if (outcome.committed) {
+      ++stats_.transactions;
+      stats_.largest_group = std::max<std::uint64_t>(stats_.largest_group, group.size());
+    }
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      if (outcome.results[i]) {
+        ++stats_.batches_committed;
+      } else {
+        ++stats_.batches_rejected;
+      }
+      group[i]->result = std::move(outcome.results[i]);
+      group[i]->done = true;
+    }
+    done_cv_.notify_all();
+  }
+}
+
+Writer::GroupOutcome Writer::ApplyGroup(const std::vector<Pending*>& group) {
+  fatal_error_.reset();
+  const Status begin = Exec("BEGIN IMMEDIATE", "begin transaction");
+  if (!begin) {
+    // A busy database leaves nothing in doubt; an I/O failure does.
+    return FailGroup(group.size(), begin.error(), IsIoFailure(connection_->last_result()));
+  }
+
+  GroupOutcome outcome;
+  outcome.results.reserve(group.size());
+  for (Pending* pending : group) {
+    outcome.results.push_back(ApplyInSavepoint(pending->batch));
+    if (fatal_error_) break;
+  }
+
+  if (!fatal_error_) {
+    const Status commit = Exec("COMMIT", "commit");
+    if (commit) {
+      outcome.committed = true;
+      return outcome;
+    }
+    // NOTE: a failed COMMIT may or may not have reached the disk, so the whole group is
+    // reported unavailable and writes stay disabled, even for a failure known to roll back.
+    fatal_error_ = commit.error();
+  }
+
+  if (!connection_->InAutocommit()) (void)connection_->Exec("ROLLBACK", "roll back");
+  return FailGroup(group.size(), *fatal_error_, true);
+}
+
+Writer::GroupOutcome Writer::FailGroup(std::size_t size, const Error& cause,
+                                       bool disable_writes) {
+  if (disable_writes) {
+    log::Error("storage writes disabled after a failed transaction",
+               {{log::kError, cause.message()}, {"batches", size}});
+  }
+  GroupOutcome outcome;
+  outcome.disable_writes = disable_writes;
+  const std::string message = disable_writes && cause.message() != kWritesDisabled
+                                  ? cause.message() + "; writes disabled, restart the server"
+                                  : cause.message();
+  outcome.results.assign(size, tl::unexpected(Error(Code::kUnavailable, message)));
+  return outcome;
+}
+
+Status Writer::ApplyInSavepoint(const WriteBatch& batch) {
+  KW_RETURN_IF_ERROR(ExecSavepointCommand("SAVEPOINT batch", "open savepoint"));
+  const Status applied = ApplyBatch(batch);
+  if (fatal_error_) return applied;
+  if (applied) return ExecSavepointCommand("RELEASE batch", "release savepoint");
+
+  // ROLLBACK TO keeps the savepoint open, so RELEASE still has to close it.
+  if (ExecSavepointCommand("ROLLBACK TO batch", "roll back savepoint")) {
+    (void)ExecSavepointCommand("RELEASE batch", "release savepoint");
+  }
+  return applied;
+}
+
+Status Writer::ApplyBatch(const WriteBatch& batch) {
+  using Kind = WriteBatch::Op::Kind;
+  for (const WriteBatch::Op& op : batch.ops()) {
+    if (op.kind != Kind::kExpect) continue;
+    KW_ASSIGN_OR_RETURN(const std::optional<Bytes> current, ReadKey(op.key));
+    if (current != op.value) {
+      return Aborted("storage: commit aborted: key " + QuoteKey(op.key) +
+                     " no longer has the expected value; reread it and retry");
+    }
+  }
+
+  for (const WriteBatch::Op& op : batch.ops()) {
+    if (op.kind == Kind::kPut) {
+      KW_RETURN_IF_ERROR(WriteKey(op.key, *op.value));
+    } else if (op.kind == Kind::kDelete) {
+      KW_RETURN_IF_ERROR(DeleteKey(op.key));
+    }
+  }
+
+  if (!batch.finalizer) return OkStatus();
+  WriterTransaction transaction(*this);
+  try {
+    return batch.finalizer(transaction);
+  } catch (const std::exception&) {
+    // The exception text is not copied: it might quote data the finalizer handled.
+    return Internal("storage: commit: the batch finalizer threw an exception");
+  }
+}
+
+Status Writer::Exec(const char* sql, std::string_view action) {
+  const Status status = connection_->Exec(sql, action);
+  if (!status) NoteFailure(connection_->last_result(), status.error());
+  return status;
+}
+
+// A batch whose savepoint cannot be opened, rolled back or released might leave part of its
+// writes in the transaction, so any failure here ends the whole group.
+Status Writer::ExecSavepointCommand(const char* sql, std::string_view action) {
+  const Status status = Exec(sql, action);
+  if (!status && !fatal_error_) fatal_error_ = status.error();
+  return status;
+}
+
+Result<std::optional<Bytes>> Writer::ReadKey(std::string_view key) {
+  auto value = RunGet(*get_, key);
+  if (!value) NoteFailure(get_->last_result(), value.error());
+  return value;
+}
+
+Status Writer::WriteKey(std::string_view key, ByteSpan value) {
+  Statement& put = *put_;
+  ResetOnExit reset(put);
+  KW_RETURN_IF_ERROR(put.BindText(1, key));
+  KW_RETURN_IF_ERROR(put.BindBlob(2, value));
+  auto done = put.Step("put");
+  if (!done) {
+    NoteFailure(put.last_result(), done.error());
+    return tl::unexpected(done.error());
+  }
+  return OkStatus();
+}
+
+Status Writer::DeleteKey(std::string_view key) {
+  Statement& del = *delete_;
+  ResetOnExit reset(del);
+  KW_RETURN_IF_ERROR(del.BindText(1, key));
+  auto done = del.Step("delete");
+  if (!done) {
+    NoteFailure(del.last_result(), done.error());
+    return tl::unexpected(done.error());
+  }
+  return OkStatus();
+}
+
+// SQLite may roll back the whole transaction on its own after SQLITE_FULL, SQLITE_IOERR,
+// SQLITE_BUSY or SQLITE_NOMEM; after that no later statement belongs to it.
+void Writer::NoteFailure(int rc, const Error& error) {
+  if (fatal_error_) return;
+  if (IsIoFailure(rc) || connection_->InAutocommit()) fatal_error_ = error;
+}
+
+}  // namespace kw::storage::sqlite::detail

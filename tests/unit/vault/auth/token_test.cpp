@@ -1,0 +1,64 @@
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "vault/auth/token_format.hpp"
+#include "vault/auth/token_store.hpp"
+#include "vault/vault_test_env.hpp"
+
+TEST_SUITE("vault/auth") {
+  TEST_CASE("generated token has valid checksum") {
+    kw::SecretBuffer token = kw::vault::auth::GenerateToken();
+    const std::string_view text = token.RevealText();
+    CHECK(text.starts_with("kw."));
+    CHECK(text.size() == 3 + 43 + 6);
+    CHECK(kw::vault::auth::HasValidChecksum(text));
+  }
+
+  TEST_CASE("checksum detects a changed character") {
+    kw::SecretBuffer token = kw::vault::auth::GenerateToken();
+    std::string text(token.RevealText());
+    text[10] = text[10] == 'a' ? 'b' : 'a';
+    CHECK_FALSE(kw::vault::auth::HasValidChecksum(text));
+    CHECK_FALSE(kw::vault::auth::HasValidChecksum("kw.short"));
+    CHECK_FALSE(kw::vault::auth::HasValidChecksum("hvs.CAESIJ"));
+  }
+
+  TEST_CASE("root token authenticates and others do not") {
+    kw::testing::VaultTestEnv env;
+    kw::vault::auth::TokenStore store(*env.store);
+    REQUIRE(store.Load().has_value());
+    CHECK_FALSE(store.Authenticate("anything").has_value());
+
+    kw::storage::WriteBatch batch;
+    const std::string accessor =
+        store.StageRootToken(kw::SecretBuffer::CopyFrom(std::string_view("root-id")), batch);
+    REQUIRE(env.store->Commit(std::move(batch)).has_value());
+    REQUIRE(store.Load().has_value());
+
+    auto identity = store.Authenticate("root-id");
+    REQUIRE(identity.has_value());
+    CHECK(identity->root);
+    CHECK(identity->accessor == accessor);
+
+    auto wrong = store.Authenticate("root-ie");
+    REQUIRE_FALSE(wrong.has_value());
+    CHECK(wrong.error().code() == kw::Code::kUnauthenticated);
+    auto missing = store.Authenticate("");
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code() == kw::Code::kUnauthenticated);
+  }
+
+  TEST_CASE("root token stored only as hash") {
+    kw::testing::VaultTestEnv env;
+    kw::vault::auth::TokenStore store(*env.store);
+    kw::storage::WriteBatch batch;
+    store.StageRootToken(kw::SecretBuffer::CopyFrom(std::string_view("plain-root-token-value")),
+                         batch);
+    REQUIRE(env.store->Commit(std::move(batch)).has_value());
+    auto stored = env.store->Get("sys/token/root");
+    REQUIRE(stored.has_value());
+    REQUIRE(stored->has_value());
+    CHECK(kw::AsText(**stored).find("plain-root-token-value") == std::string_view::npos);
+  }
+}

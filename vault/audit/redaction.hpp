@@ -1,0 +1,55 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.hpp"
+#include "hsm/token.hpp"
+
+namespace kw::vault::audit::detail {
+
+// The prefix of every value HMAC in a record and of every sys/audit-hash answer.
+inline constexpr std::string_view kHmacPrefix = "hmac-sha256:";
+
+// Deepest nesting of arrays and objects that a body may have; deeper bodies are rejected
+// rather than walked, so a hostile body cannot exhaust the stack.
+inline constexpr int kMaxBodyDepth = 128;
+
+// Returns true when string values under the object key `key` are non-secret metadata and stay
+// in clear. The allowlist is fixed and small; docs/AUDIT.md lists it with the reasons.
+bool IsClearKey(std::string_view key);
+
+// Returns "hmac-sha256:<lower-case hex>" of HMAC-SHA256(`key`, `value`) computed in the HSM.
+// invalid_argument when `value` starts with byte 0xFF, which no valid UTF-8 string does and
+// which is reserved for the head MAC.
+Result<std::string> HmacValue(hsm::Token& token, hsm::KeyHandle key, std::string_view value);
+
+// Replaces secret values in request and response bodies for one audit entry. Every string
+// value is replaced by its HMAC unless the object key it sits under (directly, or through
+// arrays) is on the allowlist. Numbers, booleans, null and object keys stay in clear. Binary
+// values are HMACed like strings. Identical strings cost one HSM call per Redactor. One per
+// entry, one thread; the destructor wipes the cached plaintext strings.
+class Redactor {
+ public:
+  Redactor(hsm::Token& token, hsm::KeyHandle key) : token_(token), key_(key) {}
+  Redactor(const Redactor&) = delete;
+  Redactor& operator=(const Redactor&) = delete;
+  ~Redactor();
+
+  // Returns a redacted copy of `body`. invalid_argument when it nests deeper than
+  // kMaxBodyDepth; the HSM's error when an HMAC fails.
+  Result<nlohmann::json> Redact(const nlohmann::json& body);
+
+ private:
+  Result<nlohmann::json> RedactNode(const nlohmann::json& node, bool clear_strings, int depth);
+  Result<std::string> CachedHmac(const std::string& value);
+
+  hsm::Token& token_;
+  hsm::KeyHandle key_;
+  std::unordered_map<std::string, std::string> cache_;  // plaintext -> HMAC string
+};
+
+}  // namespace kw::vault::audit::detail

@@ -1,0 +1,159 @@
+#include "vault/core.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "base/log.hpp"
+#include "vault/auth/token_format.hpp"
+
+namespace kw::vault {
+namespace {
+
+constexpr std::string_view kInitKey = "sys/init";
+
+Result<SecretBuffer> ReadPinFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return InvalidArgument("cannot read the HSM PIN file " + path);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  std::string text = contents.str();
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  SecretBuffer pin = SecretBuffer::CopyFrom(text);
+  WipeString(text);
+  if (pin.empty()) return InvalidArgument("the HSM PIN file " + path + " is empty");
+  return pin;
+}
+
+}  // namespace
+
+Result<bool> Core::IsInitialized() {
+  KW_ASSIGN_OR_RETURN(auto marker, storage_.Get(kInitKey));
+  return marker.has_value();
+}
+
+Result<SecretBuffer> Core::ResolvePin(const std::optional<SecretBuffer>& pin) const {
+  if (pin && !pin->empty()) return SecretBuffer::CopyFrom(pin->Reveal());
+  const PinSource& source = config_.pin_source;
+  if (!source.pin_file.empty()) return ReadPinFile(source.pin_file);
+  if (!source.pin_env.empty()) {
+    const char* value = std::getenv(source.pin_env.c_str());
+    if (value == nullptr || *value == '\0') {
+      return InvalidArgument("the HSM PIN variable " + source.pin_env + " is not set");
+    }
+    return SecretBuffer::CopyFrom(std::string_view(value));
+  }
+  if (source.pin) return SecretBuffer::CopyFrom(*source.pin);
+  return InvalidArgument(
+      "no HSM PIN: configure hsm.pin_file or hsm.pin_env, or send it as \"key\" to sys/unseal");
+}
+
+Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
+                                                       bool create_keys) {
+  auto state = std::make_shared<UnsealedState>();
+  KW_ASSIGN_OR_RETURN(state->token, hsm::Token::Open(config_.token, pin));
+
+  if (create_keys) {
+    // A crash between key creation and the init record leaves keys without data: reuse them.
+    if (auto created = Barrier::CreateFirstKey(*state->token);
+        !created && created.error().code() != Code::kAlreadyExists) {
+      return tl::unexpected(created.error().WithContext("create data key"));
+    }
+    if (auto created = state->token->GenerateHmacKey(kAuditHmacKeyLabel);
+        !created && created.error().code() != Code::kAlreadyExists) {
+      return tl::unexpected(created.error().WithContext("create audit HMAC key"));
+    }
+  }
+
+  KW_ASSIGN_OR_RETURN(state->barrier, Barrier::Load(*state->token));
+  KW_ASSIGN_OR_RETURN(hsm::KeyHandle hmac_key, state->token->FindKey(kAuditHmacKeyLabel));
+  KW_ASSIGN_OR_RETURN(state->audit,
+                      audit::AuditLog::Open(storage_, *state->token, hmac_key, clock_));
+  state->tokens = std::make_unique<auth::TokenStore>(storage_);
+  KW_RETURN_IF_ERROR(state->tokens->Load());
+  state->secret = std::make_unique<kv::KvEngine>("secret", storage_, *state->barrier, clock_);
+  return state;
+}
+
+Result<InitResult> Core::Initialize(const std::optional<SecretBuffer>& root_token_id,
+                                    const std::optional<SecretBuffer>& pin) {
+  std::lock_guard transition(transition_mutex_);
+  KW_ASSIGN_OR_RETURN(bool initialized, IsInitialized());
+  if (initialized) return AlreadyExists("Vault is already initialized");
+
+  KW_ASSIGN_OR_RETURN(SecretBuffer resolved_pin, ResolvePin(pin));
+  KW_ASSIGN_OR_RETURN(auto state, OpenState(resolved_pin, /*create_keys=*/true));
+
+  InitResult result;
+  result.root_token = root_token_id ? SecretBuffer::CopyFrom(root_token_id->Reveal())
+                                    : auth::GenerateToken();
+  storage::WriteBatch batch;
+  result.root_accessor = state->tokens->StageRootToken(result.root_token, batch);
+  const std::string marker =
+      nlohmann::json{{"initialized_time", FormatRfc3339(clock_.Now())}}.dump();
+  batch.Expect(std::string(kInitKey), std::nullopt);
+  batch.Put(std::string(kInitKey), Bytes(marker.begin(), marker.end()));
+  KW_RETURN_IF_ERROR(storage_.Commit(std::move(batch)));
+  KW_RETURN_IF_ERROR(state->tokens->Load());
+
+  {
+    std::lock_guard lock(state_mutex_);
+    state_ = std::move(state);
+  }
+  log::Info("vault initialized", {{log::kAccessor, result.root_accessor}});
+  return result;
+}
+
+Status Core::Unseal(const std::optional<SecretBuffer>& pin) {
+  std::lock_guard transition(transition_mutex_);
+  if (!sealed()) return OkStatus();
+  KW_ASSIGN_OR_RETURN(bool initialized, IsInitialized());
+  if (!initialized) return FailedPrecondition("Vault is not initialized");
+  KW_ASSIGN_OR_RETURN(SecretBuffer resolved_pin, ResolvePin(pin));
+  KW_ASSIGN_OR_RETURN(auto state, OpenState(resolved_pin, /*create_keys=*/false));
+  {
+    std::lock_guard lock(state_mutex_);
+    state_ = std::move(state);
+  }
+  log::Info("vault unsealed", {{"token_label", config_.token.token_label}});
+  return OkStatus();
+}
+
+void Core::Seal() {
+  std::lock_guard transition(transition_mutex_);
+  std::shared_ptr<UnsealedState> dropped;
+  {
+    std::lock_guard lock(state_mutex_);
+    dropped = std::move(state_);
+  }
+  if (dropped) log::Info("vault sealed");
+}
+
+Result<InitResult> Core::ResetRootToken(const std::optional<SecretBuffer>& root_token_id) {
+  std::lock_guard transition(transition_mutex_);
+  KW_ASSIGN_OR_RETURN(auto state, Acquire());
+  InitResult result;
+  result.root_token = root_token_id ? SecretBuffer::CopyFrom(root_token_id->Reveal())
+                                    : auth::GenerateToken();
+  storage::WriteBatch batch;
+  result.root_accessor = state->tokens->StageRootToken(result.root_token, batch);
+  KW_RETURN_IF_ERROR(storage_.Commit(std::move(batch)));
+  KW_RETURN_IF_ERROR(state->tokens->Load());
+  log::Info("root token replaced", {{log::kAccessor, result.root_accessor}});
+  return result;
+}
+
+Result<std::shared_ptr<UnsealedState>> Core::Acquire() const {
+  std::lock_guard lock(state_mutex_);
+  if (!state_) return Unavailable("Vault is sealed");
+  return state_;
+}
+
+bool Core::sealed() const {
+  std::lock_guard lock(state_mutex_);
+  return state_ == nullptr;
+}
+
+}  // namespace kw::vault

@@ -1,0 +1,98 @@
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "base/clock.hpp"
+#include "base/result.hpp"
+#include "base/secret_buffer.hpp"
+#include "hsm/token.hpp"
+#include "storage/storage.hpp"
+#include "vault/audit/audit_log.hpp"
+#include "vault/auth/token_store.hpp"
+#include "vault/barrier/barrier.hpp"
+#include "vault/kv/kv_engine.hpp"
+
+namespace kw::vault {
+
+// Label of the HSM key that computes audit HMACs and authenticates the audit head.
+inline constexpr std::string_view kAuditHmacKeyLabel = "keyward-audit-hmac";
+
+// Where the user PIN comes from, in order of precedence. Never the command line.
+struct PinSource {
+  std::string pin_file;  // a file holding the PIN (trailing newline ignored)
+  std::string pin_env;   // an environment variable holding the PIN
+  std::optional<std::string> pin;  // the PIN in the config file itself (discouraged)
+};
+
+struct CoreConfig {
+  hsm::TokenConfig token;
+  PinSource pin_source;
+};
+
+// Everything that exists only while unsealed: the logged-in HSM token and what uses it.
+// Requests hold a shared_ptr for their duration, so sealing never pulls a session from under
+// a running request: the token closes when the last request using it ends.
+struct UnsealedState {
+  std::unique_ptr<hsm::Token> token;
+  std::unique_ptr<Barrier> barrier;
+  std::unique_ptr<audit::AuditLog> audit;
+  std::unique_ptr<auth::TokenStore> tokens;
+  std::unique_ptr<kv::KvEngine> secret;  // the KV v2 engine mounted at secret/
+};
+
+struct InitResult {
+  SecretBuffer root_token;
+  std::string root_accessor;
+};
+
+// The seal state machine: initialise, unseal (log in to the HSM, find the keys, load the
+// audit head and root token), seal (drop all of it). Thread-safe. Storage and clock must
+// outlive the core.
+class Core {
+ public:
+  Core(CoreConfig config, storage::Storage& storage, const Clock& clock)
+      : config_(std::move(config)), storage_(storage), clock_(clock) {}
+
+  // Returns whether the vault was initialised (keys and root token created).
+  Result<bool> IsInitialized();
+
+  // Creates the data key, the audit HMAC key and a root token (`root_token_id` when given,
+  // else random), and leaves the vault unsealed. already_exists when initialised before.
+  Result<InitResult> Initialize(const std::optional<SecretBuffer>& root_token_id,
+                                const std::optional<SecretBuffer>& pin);
+
+  // Logs in to the HSM with `pin`, or with the configured PIN source when `pin` is empty.
+  // Succeeds at once when already unsealed. failed_precondition when not initialised;
+  // permission_denied for a wrong PIN; invalid_argument when no PIN is available.
+  Status Unseal(const std::optional<SecretBuffer>& pin);
+
+  // Drops every session and cached key handle. Idempotent.
+  void Seal();
+
+  // Replaces the root token (dev mode start-up). Requires unsealed.
+  Result<InitResult> ResetRootToken(const std::optional<SecretBuffer>& root_token_id);
+
+  // Returns the unsealed state for one request. unavailable ("Vault is sealed") when sealed.
+  Result<std::shared_ptr<UnsealedState>> Acquire() const;
+
+  bool sealed() const;
+  const Clock& clock() const { return clock_; }
+  storage::Storage& storage() { return storage_; }
+  const std::string& token_label() const { return config_.token.token_label; }
+
+ private:
+  Result<SecretBuffer> ResolvePin(const std::optional<SecretBuffer>& pin) const;
+  Result<std::shared_ptr<UnsealedState>> OpenState(const SecretBuffer& pin, bool create_keys);
+
+  const CoreConfig config_;
+  storage::Storage& storage_;
+  const Clock& clock_;
+  std::mutex transition_mutex_;  // serialises init, unseal and seal
+  mutable std::mutex state_mutex_;
+  std::shared_ptr<UnsealedState> state_;  // guarded by state_mutex_; null when sealed
+};
+
+}  // namespace kw::vault
