@@ -26,6 +26,10 @@ struct Reply {
 // One authenticated request on its way through a handler. Handlers add their writes to
 // `batch`; the router commits it together with the audit record. One thread.
 struct RequestContext {
+  RequestContext(const HttpRequest& http_request, vault::Core& vault_core,
+                 std::shared_ptr<vault::UnsealedState> state)
+      : http(http_request), core(vault_core), vault(std::move(state)) {}
+
   const HttpRequest& http;
   vault::Core& core;
   std::shared_ptr<vault::UnsealedState> vault;

@@ -5,6 +5,7 @@
 #include "api/request_context.hpp"
 #include "api/request_path.hpp"
 #include "api/sys_handlers.hpp"
+#include "api/token_handlers.hpp"
 #include "base/bytes.hpp"
 #include "base/log.hpp"
 
@@ -53,6 +54,7 @@ std::string_view TokenFrom(const HttpRequest& request) {
 Result<Reply> Dispatch(RequestContext& c) {
   if (c.path == "secret" || c.path.starts_with("secret/")) return HandleKv(c);
   if (c.path.starts_with("sys/")) return HandleSys(c);
+  if (c.path == "auth/token/lookup-self") return HandleTokenLookupSelf(c, TokenFrom(c.http));
   return ErrorReply(404, {"no handler for route \"" + c.path + "\""});
 }
 
@@ -75,7 +77,7 @@ HttpResponse Router::Handle(HttpRequest& request) {
   auto vault = core_.Acquire();
   if (!vault) return ToHttp(ErrorReply(503, {"Vault is sealed"}));
 
-  RequestContext c{request, core_, *vault};
+  RequestContext c(request, core_, *vault);
   c.request_id = RandomUuid();
   c.method = request.method;
   if (target) {

@@ -205,8 +205,9 @@ Result<Reply> HandleSys(RequestContext& c) {
   }
   if (path == "sys/mounts") {
     if (c.operation != "read") return MethodNotAllowed(c);
-    nlohmann::json reply = Envelope(c, MountTable());
-    for (auto& [name, mount] : MountTable().items()) reply[name] = mount;
+    const nlohmann::json mounts = MountTable();
+    nlohmann::json reply = Envelope(c, mounts);
+    for (const auto& [name, mount] : mounts.items()) reply[name] = mount;
     return Reply{200, std::move(reply)};
   }
   if (path.starts_with("sys/internal/ui/mounts/")) {

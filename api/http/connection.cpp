@@ -15,6 +15,10 @@
 #include <utility>
 #include <vector>
 
+// GCC 12 with -fsanitize=address reports a false maybe-uninitialized warning for the
+// boost::optional in Beast 1.74's basic_parser, which the build turns into an error.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -26,6 +30,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#pragma GCC diagnostic pop
 
 #include "api/http/messages.hpp"
 #include "api/http/tls.hpp"
@@ -46,8 +51,8 @@ namespace {
 // Bytes read while waiting for the first byte of the next keep-alive request.
 constexpr std::size_t kIdleReadBytes = 4096;
 // After an error response that closes the connection, the server reads and discards what the
-// client still sends for this long (or this many bytes) before closing, so that closing with
-// unread data (which sends a TCP reset) does not destroy the response before the client reads it.
+// client still sends for this long or this many bytes before closing. Closing a socket with
+// unread data sends a TCP reset, which can destroy the response before the client reads it.
 constexpr auto kLingerTime = std::chrono::seconds(1);
 constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
 constexpr std::size_t kLingerReadBytes = 16 * 1024;
@@ -126,8 +131,8 @@ class Connection final : public ConnectionBase {
     CancelTimer();
     if (closed_) return;
     if (error) {
-      log::Debug("TLS handshake failed", {{log::kAddress, remote_address_},
-                                          {log::kError, timed_out ? "timed out" : error.message()}});
+      const std::string reason = timed_out ? std::string("timed out") : error.message();
+      log::Debug("TLS handshake failed", {{log::kAddress, remote_address_}, {log::kError, reason}});
       CloseNow();
       return;
     }
@@ -137,9 +142,9 @@ class Connection final : public ConnectionBase {
     StartRequest(/*after_response=*/false);
   }
 
-  // Reads the next request. After a response on a keep-alive connection, the wait for its
-  // first byte is bounded by idle_timeout; the request itself, from the first byte (or from the
-  // start of a new connection) to the end of its body, by request_timeout.
+  // Reads the next request. After a response on a keep-alive connection, idle_timeout bounds
+  // the wait for its first byte. request_timeout bounds the request itself, from that first
+  // byte (or from the start of a new connection) to the end of its body.
   void StartRequest(bool after_response) {
     if (closed_) return;
     if (state_->stopping()) {
@@ -150,8 +155,9 @@ class Connection final : public ConnectionBase {
     head_request_ = false;
     keep_alive_ = true;
     parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(options_.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    const std::size_t header_limit =
+        std::min<std::size_t>(options_.max_header_bytes, std::numeric_limits<std::uint32_t>::max());
+    parser_->header_limit(static_cast<std::uint32_t>(header_limit));
     parser_->body_limit(static_cast<std::uint64_t>(options_.max_body_bytes));
 
     if (after_response && buffer_.size() == 0) {
@@ -169,7 +175,7 @@ class Connection final : public ConnectionBase {
   void OnIdleRead(const error_code& error, std::size_t bytes) {
     if (closed_) return;
     if (error) {
-      // An idle timeout, a clean close or a reset: there is no request to answer.
+      // An idle timeout, a clean close or a reset: there is no request to respond to.
       CloseNow();
       return;
     }
@@ -326,7 +332,8 @@ class Connection final : public ConnectionBase {
       request_.reset();
       state_->rejection_log().Warn(
           "request rejected because the worker queue is full",
-          {{"max_queued_requests", options_.max_queued_requests}, {log::kAddress, remote_address_}});
+          {{"max_queued_requests", options_.max_queued_requests},
+           {log::kAddress, remote_address_}});
       SendError(503, "server busy: too many queued requests, retry later", /*close=*/false);
     }
   }

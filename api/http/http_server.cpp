@@ -215,7 +215,7 @@ class BeastHttpServer final : public HttpServer {
   }
 
   // Sends a best-effort 503 on plain HTTP (a fresh socket's send buffer takes it whole without
-  // blocking), then closes. A TLS connection is closed without an answer.
+  // blocking), then closes. A TLS connection is closed without a response.
   void RejectConnection(tcp::socket& socket) {
     error_code ignored;
     if (state_->tls_context() == nullptr) {

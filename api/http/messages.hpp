@@ -20,7 +20,7 @@ std::string ErrorBody(std::string_view message);
 HttpResponse MakeErrorResponse(int status, std::string_view message);
 
 // Moves the parsed message into an HttpRequest: method and target as received, header names
-// lower-cased, the body moved out (so `message` no longer holds it).
+// lower-cased, the body moved out (so `message` no longer contains it).
 HttpRequest ToHttpRequest(BeastRequest& message);
 
 // Builds the Beast response for `response`, moving its body out. Sets Content-Length, the

@@ -39,9 +39,9 @@ class RateLimitedLog {
 
 class ConnectionBase;
 
-// What the acceptor, every connection and the worker pool share. Owned through shared_ptr by
-// the server and by each connection, so it outlives the last connection even when pending
-// I/O handlers are destroyed with the io_context. Thread-safe.
+// The state that the acceptor, every connection and the worker pool share. The server and
+// each connection own it through shared_ptr, so it outlives the last connection even when
+// pending I/O handlers are destroyed with the io_context. Thread-safe.
 class ServerState {
  public:
   ServerState(const ServerOptions& options, RequestHandler handler,

@@ -12,10 +12,10 @@
 
 namespace kw::api::detail {
 
-// Creates the server TLS context from the PEM files in `options`: TLS 1.2 or newer, and when
-// tls_client_ca_file is set, a request for a client certificate that must verify against that
-// bundle if one is sent (a connection without one is still accepted). invalid_argument names
-// the file that could not be loaded.
+// Creates the server TLS context (TLS 1.2 or newer) from the PEM files in `options`. When
+// tls_client_ca_file is set, the server requests a client certificate, and one that is sent
+// must verify against that bundle. A client without a certificate is still accepted.
+// invalid_argument names the file that could not be loaded.
 Result<std::unique_ptr<boost::asio::ssl::context>> MakeTlsContext(const ServerOptions& options);
 
 // Returns the DER encoding of the peer's certificate when the peer sent one and it verified,

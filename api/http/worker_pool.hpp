@@ -20,7 +20,7 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // Queues `task`. Returns false, without running or keeping it, when the queue already holds
+  // Queues `task`. Returns false, without running or keeping it, when the queue already contains
   // max_queued tasks or the pool is stopped. A task must not throw; one that does is logged.
   bool TrySubmit(std::function<void()> task);
 

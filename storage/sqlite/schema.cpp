@@ -10,8 +10,8 @@
 namespace kw::storage::sqlite::detail {
 namespace {
 
-// Turns "file is not a database" into failed_precondition, which tells the operator to point
-// the server at the right file rather than to retry.
+// Turns "file is not a database" into failed_precondition, so the operator fixes the path
+// instead of retrying.
 Error ExplainOpenError(const Connection& connection, const Error& error,
                        const std::string& path) {
   if ((sqlite3_errcode(connection.handle()) & 0xff) == SQLITE_NOTADB) {

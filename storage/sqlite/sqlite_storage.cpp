@@ -65,7 +65,7 @@ class SqliteStorageImpl final : public SqliteStorage {
  public:
   SqliteStorageImpl(std::vector<std::unique_ptr<KvReader>> readers,
                     std::unique_ptr<detail::Writer> writer)
-      : readers_(std::move(readers)), writer_(std::move(writer)) {}
+      : writer_(std::move(writer)), readers_(std::move(readers)) {}
 
   // Finishes queued commits while every member, the readers included, is still alive.
   ~SqliteStorageImpl() override { writer_->Shutdown(); }
@@ -92,8 +92,10 @@ class SqliteStorageImpl final : public SqliteStorage {
   CommitStats Stats() const override { return writer_->Stats(); }
 
  private:
-  ReaderPool readers_;
+  // The writer is declared first so its connection closes last: the last connection to close
+  // checkpoints the WAL into the database file and deletes it, which a read-only one cannot.
   std::unique_ptr<detail::Writer> writer_;
+  ReaderPool readers_;
 };
 
 Status ValidateOptions(const SqliteOptions& options) {

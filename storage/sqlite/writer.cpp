@@ -74,7 +74,7 @@ Result<std::unique_ptr<Writer>> Writer::Start(Connection connection,
 Writer::Writer(Connection connection, const SqliteOptions& options)
     : connection_(std::make_unique<Connection>(std::move(connection))),
       fail_commit_for_testing_(options.fail_commit_for_testing),
-      max_batches_per_commit_(1) {}
+      max_batches_per_commit_(std::max<std::size_t>(options.max_batches_per_commit, 1)) {}
 
 Writer::~Writer() { Shutdown(); }
 
@@ -297,7 +297,8 @@ Status Writer::DeleteKey(std::string_view key) {
 }
 
 // SQLite may roll back the whole transaction on its own after SQLITE_FULL, SQLITE_IOERR,
-// SQLITE_BUSY or SQLITE_NOMEM; after that no later statement belongs to it.
+// SQLITE_BUSY or SQLITE_NOMEM, and sqlite3_get_autocommit is the only way to tell (its SQLite
+// documentation). A transaction in doubt ends the whole group.
 void Writer::NoteFailure(int rc, const Error& error) {
   if (fatal_error_) return;
   if (IsIoFailure(rc) || connection_->InAutocommit()) fatal_error_ = error;

@@ -54,7 +54,7 @@ class Writer {
     bool done = false;             // guarded by mu_
   };
 
-  // What one transaction did to its group.
+  // The result of one transaction for its group of batches.
   struct GroupOutcome {
     std::vector<Status> results;   // one per batch, in queue order
     bool committed = false;

@@ -27,8 +27,7 @@ struct LoadedHead {
 Result<LoadedHead> LoadHead(storage::Storage& storage, hsm::Token& token, hsm::KeyHandle key) {
   LoadedHead loaded;
   KW_ASSIGN_OR_RETURN(const std::optional<Bytes> head_bytes, storage.Get(detail::kHeadKey));
-  KW_ASSIGN_OR_RETURN(const std::optional<storage::Entry> last,
-                      storage.Last(detail::kLogPrefix));
+  KW_ASSIGN_OR_RETURN(const std::optional<storage::Entry> last, storage.Last(detail::kLogPrefix));
   if (head_bytes) loaded.stored = std::string(AsText(*head_bytes));
   if (!head_bytes && !last) return loaded;  // an empty log
   if (!head_bytes) {
@@ -114,7 +113,7 @@ Result<nlohmann::json> AuditLogImpl::BuildRecord(const AuditEntry& entry) {
 Status AuditLogImpl::Attach(const AuditEntry& entry, storage::WriteBatch& batch) {
   if (!head_problem_.empty()) {
     return DataLoss("audit log: the stored head does not match the records (" + head_problem_ +
-                    "); appends are refused so the evidence stays, run audit verify");
+                    "); appends are rejected to keep the evidence, run keyward audit verify");
   }
   Result<nlohmann::json> record = BuildRecord(entry);
   if (!record) return tl::unexpected(record.error().WithContext("audit log: redact entry"));
@@ -140,9 +139,9 @@ Status AuditLogImpl::Attach(const AuditEntry& entry, storage::WriteBatch& batch)
 
 // Runs on the writer thread inside the batch's savepoint. The in-memory head advances only
 // after both Puts succeeded, so a failure here, which rolls the batch back, leaves it as it
-// was. NOTE: if the whole transaction then fails to commit, the head is ahead of the disk;
-// the storage then rejects every later write until it is reopened, and the comparison with
-// the stored head below fails closed should another write get through.
+// was. NOTE: if the whole transaction then fails to commit, the in-memory head is ahead of
+// the disk. The storage then rejects every later write until it is reopened. Should another
+// write get through, the comparison with the stored head below fails closed.
 Status AuditLogImpl::AppendRecord(storage::Transaction& transaction, nlohmann::json& record) {
   std::lock_guard<std::mutex> lock(head_mutex_);
 
@@ -153,8 +152,9 @@ Status AuditLogImpl::AppendRecord(storage::Transaction& transaction, nlohmann::j
   const bool stored_matches = stored.has_value() == head_stored_.has_value() &&
                               (!stored || AsText(*stored) == *head_stored_);
   if (!stored_matches) {
-    return DataLoss("audit log: the stored head changed behind this process (in-memory head is "
-                    "record " + std::to_string(head_.sequence) + "); restart to reload it");
+    const std::string in_memory = "record " + std::to_string(head_.sequence);
+    return DataLoss("audit log: the stored head changed behind this process (in-memory head is " +
+                    in_memory + "); restart to reload it");
   }
 
   Head next;
@@ -196,7 +196,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(storage::Storage& storage, hsm:
   Result<LoadedHead> loaded = LoadHead(storage, token, hmac_key);
   if (!loaded) return tl::unexpected(loaded.error().WithContext("audit log: open"));
   if (!loaded->problem.empty()) {
-    log::Error("audit log head does not match its records; appends are refused",
+    log::Error("audit log head does not match its records; appends will be rejected",
                {{log::kError, loaded->problem}});
   }
   return std::make_unique<AuditLogImpl>(storage, token, hmac_key, clock, std::move(*loaded));

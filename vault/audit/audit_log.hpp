@@ -52,11 +52,11 @@ class AuditLog {
  public:
   // Loads the chain head from `storage`. `hmac_key` is the HSM key for value HMACs and the
   // head MAC. All references must outlive the log, and the log must outlive every batch it
-  // attached to. One AuditLog per Storage: appends start from the head loaded here. When the
-  // stored head and the last record disagree, or the head MAC is invalid, Open still succeeds
-  // (so the server can start and report it), logs an error, Verify reports it, and Attach
-  // fails with data_loss, because a new head MAC would hide the evidence. Fails only when
-  // storage or the HSM do.
+  // attached to. One AuditLog per Storage: appends start from the head loaded here.
+  // When the stored head and the last record disagree, or the head MAC is invalid, Open still
+  // succeeds so that the server can start and report it. It logs an error, Verify reports the
+  // damage, and Attach fails with data_loss, because a new head MAC would hide the evidence.
+  // Open fails only when storage or the HSM fail.
   static Result<std::unique_ptr<AuditLog>> Open(storage::Storage& storage, hsm::Token& token,
                                                 hsm::KeyHandle hmac_key, const Clock& clock);
 
@@ -66,14 +66,13 @@ class AuditLog {
   // the record is chained and written in the batch's transaction. The caller then commits the
   // batch; the record is durable exactly when the batch is. A finalizer already set on the
   // batch runs first, then the audit one. A batch that aborts or rolls back consumes no
-  // sequence number. Fails when redaction fails (HSM error, a body nested deeper than 128
-  // levels) or the log refuses appends (see Open); the caller must then not commit (fail
-  // closed).
+  // sequence number. Fails on an HSM error, a body nested deeper than 128 levels, or a log
+  // that rejects appends (see Open). The caller must then not commit the batch (fail closed).
   virtual Status Attach(const AuditEntry& entry, storage::WriteBatch& batch) = 0;
 
   // Returns "hmac-sha256:<hex>" of `value` under the audit HMAC key, as stored in records.
-  // invalid_argument when `value` starts with byte 0xFF (never valid UTF-8; reserved for the
-  // head MAC).
+  // invalid_argument when `value` starts with byte 0xFF, which is never valid UTF-8 and is
+  // reserved for the head MAC.
   virtual Result<std::string> Hash(std::string_view value) = 0;
 
   // Recomputes the whole chain from storage, 1000 records per read, and checks it against the

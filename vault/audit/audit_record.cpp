@@ -39,13 +39,10 @@ std::string CanonicalJson(const nlohmann::json& value) {
   return value.dump(-1, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string RecordHash(std::string_view canonical) {
-  return ToHex(Sha256(AsBytes(canonical)));
-}
+std::string RecordHash(std::string_view canonical) { return ToHex(Sha256(AsBytes(canonical))); }
 
 Bytes HeadMacMessage(const Head& head) {
-  const std::string text =
-      "keyward-audit-head:" + std::to_string(head.sequence) + ":" + head.hash;
+  const std::string text = "keyward-audit-head:" + std::to_string(head.sequence) + ":" + head.hash;
   Bytes message;
   message.reserve(text.size() + 1);
   message.push_back(0xFF);
@@ -58,8 +55,7 @@ bool IsHmacableValue(std::string_view value) {
 }
 
 std::string EncodeHead(const Head& head, ByteSpan mac) {
-  const nlohmann::json stored = {
-      {"seq", head.sequence}, {"hash", head.hash}, {"mac", ToHex(mac)}};
+  const nlohmann::json stored = {{"seq", head.sequence}, {"hash", head.hash}, {"mac", ToHex(mac)}};
   return CanonicalJson(stored);
 }
 

@@ -33,7 +33,7 @@ std::optional<std::uint64_t> ParseRecordKey(std::string_view key);
 
 // Serializes `value` in keyward's canonical JSON form: object keys in byte order (nlohmann's
 // std::map ordering), no whitespace, UTF-8 without \u escapes for non-ASCII characters, and
-// invalid UTF-8 replaced by U+FFFD. Never throws.
+// invalid UTF-8 replaced by U+FFFD, so invalid UTF-8 does not make it throw.
 std::string CanonicalJson(const nlohmann::json& value);
 
 // Returns the lower-case hex SHA-256 of `canonical`, the hash that the next record's prev_hash

@@ -132,9 +132,9 @@ Result<VerifyReport> VerifyChain(storage::Storage& storage, hsm::Token& token,
 
   const Head& trusted = head.stored->head;
   if (trusted.sequence > last) {
-    return Broken(report, last + 1,
-                  "log truncated after " + Record(last) + " (head names " +
-                      Record(trusted.sequence) + ")");
+    return Broken(
+        report, last + 1,
+        "log truncated after " + Record(last) + " (head names " + Record(trusted.sequence) + ")");
   }
   if (trusted.hash != last_hash) {
     return Broken(report, last,
@@ -152,9 +152,9 @@ Result<VerifyReport> VerifyChain(storage::Storage& storage, hsm::Token& token,
     if (*tail_sequence > last) {
       KW_ASSIGN_OR_RETURN(const HeadState newer, ReadHead(storage, token, hmac_key));
       if (!newer.trusted || newer.stored->head.sequence < *tail_sequence) {
-        return Broken(report, last + 1,
-                      Record(*tail_sequence) + " lies beyond the head (head names " +
-                          Record(last) + ")");
+        return Broken(
+            report, last + 1,
+            Record(*tail_sequence) + " lies beyond the head (head names " + Record(last) + ")");
       }
     }
   }

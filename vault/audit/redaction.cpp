@@ -90,8 +90,7 @@ Result<nlohmann::json> Redactor::RedactNode(const nlohmann::json& node, bool cle
       // Elements inherit the array's key, so "errors": ["..."] stays in clear.
       nlohmann::json out = nlohmann::json::array();
       for (const auto& element : node) {
-        KW_ASSIGN_OR_RETURN(nlohmann::json redacted,
-                            RedactNode(element, clear_strings, depth + 1));
+        KW_ASSIGN_OR_RETURN(nlohmann::json redacted, RedactNode(element, clear_strings, depth + 1));
         out.push_back(std::move(redacted));
       }
       return out;

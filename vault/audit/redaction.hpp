@@ -11,11 +11,11 @@
 
 namespace kw::vault::audit::detail {
 
-// The prefix of every value HMAC in a record and of every sys/audit-hash answer.
+// The prefix of every value HMAC in a record and of every sys/audit-hash result.
 inline constexpr std::string_view kHmacPrefix = "hmac-sha256:";
 
-// Deepest nesting of arrays and objects that a body may have; deeper bodies are rejected
-// rather than walked, so a hostile body cannot exhaust the stack.
+// Maximum nesting of arrays and objects in a body. Deeper bodies are rejected rather than
+// walked, so that a hostile body cannot exhaust the stack.
 inline constexpr int kMaxBodyDepth = 128;
 
 // Returns true when string values under the object key `key` are non-secret metadata and stay

@@ -253,7 +253,8 @@ TEST_SUITE("api/http_server limits") {
     std::vector<std::unique_ptr<RawClient>> slow_clients;
     for (int i = 0; i < 50; ++i) {
       slow_clients.push_back(std::make_unique<RawClient>(server->port()));
-      REQUIRE(slow_clients.back()->Send("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"));
+      REQUIRE(slow_clients.back()->Send(
+          "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"));
     }
 
     std::atomic<bool> stop{false};

@@ -74,7 +74,8 @@ TEST_SUITE("api/http_server") {
   TEST_CASE("pipelined requests are answered in order") {
     auto server = StartServer(TestOptions(), EchoHandler());
     RawClient client(server->port());
-    REQUIRE(client.Send("GET /one HTTP/1.1\r\nHost: t\r\n\r\nGET /two HTTP/1.1\r\nHost: t\r\n\r\n"));
+    REQUIRE(client.Send("GET /one HTTP/1.1\r\nHost: t\r\n\r\n"
+                        "GET /two HTTP/1.1\r\nHost: t\r\n\r\n"));
 
     const std::string first = client.ReadResponse(kWait);
     const std::string second = client.ReadResponse(kWait);

@@ -66,8 +66,8 @@ RawClient::RawClient(std::uint16_t port) {
   }
   timeval send_timeout{kSendTimeoutSeconds, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  int enable = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &enable, sizeof(enable));
   fd_ = fd;
 }
 
@@ -149,15 +149,15 @@ std::string BodyOf(std::string_view response) {
 }
 
 std::string HeaderOf(std::string_view response, std::string_view name) {
-  const std::string wanted = ToLower(name) + ":";
+  const std::string prefix = ToLower(name) + ":";
   const std::string_view head = response.substr(0, response.find("\r\n\r\n"));
   std::size_t line_start = head.find("\r\n");
   while (line_start != std::string_view::npos) {
     line_start += 2;
     const std::size_t line_end = head.find("\r\n", line_start);
     const std::string_view line = head.substr(line_start, line_end - line_start);
-    if (ToLower(line.substr(0, wanted.size())) == wanted) {
-      std::string_view value = line.substr(wanted.size());
+    if (ToLower(line.substr(0, prefix.size())) == prefix) {
+      std::string_view value = line.substr(prefix.size());
       while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
       return std::string(value);
     }

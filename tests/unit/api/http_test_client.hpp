@@ -59,7 +59,7 @@ std::size_t ResidentMemoryBytes();
 // Options for tests: 127.0.0.1, a free port, two I/O and two worker threads.
 ServerOptions TestOptions();
 
-// Returns a handler that answers 200 with a JSON echo of the request: method, target, body,
+// Returns a handler that responds 200 with a JSON echo of the request: method, target, body,
 // remote_address, remote_port, tls, client_certificate_der (hex, or null) and headers.
 RequestHandler EchoHandler();
 

@@ -237,7 +237,7 @@ TEST_SUITE("storage/sqlite commit") {
     constexpr int kTotal = kThreads * kCommitsPerThread;
     CHECK(GetText(*storage, "counter") == std::to_string(kTotal));
     REQUIRE(finalizer_order.size() == kTotal);
-    // order/<n> holds the n-th finalizer to run, so durable order equals run order.
+    // order/<n> contains the n-th finalizer to run, so durable order equals run order.
     for (int i = 0; i < kTotal; ++i) {
       char key[32];
       std::snprintf(key, sizeof(key), "order/%06d", i);

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <random>
 #include <set>
 #include <string>
@@ -283,6 +284,8 @@ TEST_SUITE("storage/sqlite durability") {
     CHECK(open_bytes.find(never_put) == std::string::npos);
 
     storage.reset();
+    // Closing checkpoints the WAL into the main file and removes it.
+    CHECK_FALSE(std::filesystem::exists(path + "-wal"));
     const std::string closed_bytes = ReadFileOrEmpty(path) + ReadFileOrEmpty(path + "-wal");
     CHECK(closed_bytes.find(marker) != std::string::npos);
     CHECK(closed_bytes.find(never_put) == std::string::npos);

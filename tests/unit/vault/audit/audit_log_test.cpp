@@ -253,7 +253,9 @@ TEST_SUITE("vault/audit") {
 
   TEST_CASE("hash rejects head mac domain") {
     AuditHarness harness;
-    auto hashed = harness.log().Hash("\xff" "keyward-audit-head:1:abc");
+    auto hashed = harness.log().Hash(
+        "\xff"
+        "keyward-audit-head:1:abc");
     REQUIRE_FALSE(hashed.has_value());
     CHECK(hashed.error().code() == Code::kInvalidArgument);
   }
@@ -386,8 +388,7 @@ TEST_SUITE("vault/audit") {
     CHECK(report.ok);
     CHECK(report.records_checked == 20);
     CHECK(report.head_sequence == 20);
-    CHECK(harness.Record(11).at("prev_hash") ==
-          detail::RecordHash(harness.Record(10).dump()));
+    CHECK(harness.Record(11).at("prev_hash") == detail::RecordHash(harness.Record(10).dump()));
   }
 
   TEST_CASE("second log on same storage fails closed") {

@@ -36,9 +36,7 @@ class CountingToken final : public hsm::Token {
 
   int hmac_calls() const { return hmac_calls_.load(); }
 
-  Result<hsm::KeyHandle> FindKey(std::string_view label) override {
-    return inner_.FindKey(label);
-  }
+  Result<hsm::KeyHandle> FindKey(std::string_view label) override { return inner_.FindKey(label); }
   Result<std::vector<std::string>> ListKeyLabels(std::string_view prefix) override {
     return inner_.ListKeyLabels(prefix);
   }
@@ -282,8 +280,7 @@ class RawDatabase {
   void Put(const std::string& key, std::string_view value) {
     sqlite3_stmt* statement = Prepare("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)");
     sqlite3_bind_text(statement, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
-    sqlite3_bind_blob(statement, 2, value.data(), static_cast<int>(value.size()),
-                      SQLITE_TRANSIENT);
+    sqlite3_bind_blob(statement, 2, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
     REQUIRE(sqlite3_step(statement) == SQLITE_DONE);
     sqlite3_finalize(statement);
   }

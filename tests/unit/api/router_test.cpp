@@ -1,0 +1,119 @@
+#include "api/router.hpp"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "fakes/failing_storage.hpp"
+#include "fakes/manual_clock.hpp"
+#include "fakes/softhsm_fixture.hpp"
+#include "storage/sqlite/sqlite_storage.hpp"
+
+namespace {
+
+// A Core on a real SoftHSM token and SQLite file, behind a storage that can fail commits,
+// and a Router over it: the request pipeline without sockets.
+struct RouterEnv {
+  RouterEnv() {
+    dir = std::filesystem::temp_directory_path() / ("kw-router-" + kw::ToHex(kw::RandomBytes(6)));
+    std::filesystem::create_directories(dir);
+    kw::storage::sqlite::SqliteOptions options;
+    options.path = (dir / "router.db").string();
+    auto opened = kw::storage::sqlite::Open(options);
+    if (!opened) throw std::runtime_error(opened.error().message());
+    inner = std::move(*opened);
+    failing = std::make_unique<kw::testing::FailingStorage>(*inner);
+    kw::vault::CoreConfig config;
+    config.token = hsm.Config();
+    config.pin_source.pin = std::string(hsm.pin().RevealText());
+    core = std::make_unique<kw::vault::Core>(config, *failing, clock);
+    auto initialized =
+        core->Initialize(kw::SecretBuffer::CopyFrom(std::string_view("root")), std::nullopt);
+    if (!initialized) throw std::runtime_error(initialized.error().message());
+    router = std::make_unique<kw::api::Router>(*core);
+  }
+  ~RouterEnv() {
+    router.reset();
+    core.reset();
+    failing.reset();
+    inner.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+
+  kw::api::HttpResponse Send(std::string method, std::string target, std::string body = "") {
+    kw::api::HttpRequest request;
+    request.method = std::move(method);
+    request.target = std::move(target);
+    request.body = std::move(body);
+    request.remote_address = "127.0.0.1";
+    request.headers.emplace_back("x-vault-token", "root");
+    return router->Handle(request);
+  }
+
+  kw::testing::SoftHsmFixture hsm;
+  kw::testing::ManualClock clock;
+  std::filesystem::path dir;
+  std::unique_ptr<kw::storage::Storage> inner;
+  std::unique_ptr<kw::testing::FailingStorage> failing;
+  std::unique_ptr<kw::vault::Core> core;
+  std::unique_ptr<kw::api::Router> router;
+};
+
+}  // namespace
+
+TEST_SUITE("api/router") {
+  TEST_CASE("write is audited and readable") {
+    RouterEnv env;
+    auto written = env.Send("POST", "/v1/secret/data/app", R"({"data":{"k":"v"}})");
+    CHECK(written.status == 200);
+    auto read = env.Send("GET", "/v1/secret/data/app");
+    CHECK(read.status == 200);
+    CHECK(read.body.find("\"k\":\"v\"") != std::string::npos);
+    auto records = env.inner->Scan("sys/audit/log/", "", 100);
+    REQUIRE(records.has_value());
+    CHECK(records->size() == 2);
+  }
+
+  TEST_CASE("unrecordable request fails closed") {
+    RouterEnv env;
+    env.failing->fail_commits = true;
+    auto written = env.Send("POST", "/v1/secret/data/app", R"({"data":{"k":"v"}})");
+    CHECK(written.status == 500);
+    CHECK(written.body.find("nothing was changed") != std::string::npos);
+    auto refused_read = env.Send("GET", "/v1/secret/data/app");
+    CHECK(refused_read.status == 500);
+
+    env.failing->fail_commits = false;
+    auto read = env.Send("GET", "/v1/secret/data/app");
+    CHECK(read.status == 404);
+    auto verify = env.Send("GET", "/v1/sys/audit/verify");
+    CHECK(verify.status == 200);
+    CHECK(verify.body.find("\"ok\":true") != std::string::npos);
+  }
+
+  TEST_CASE("sealed core answers 503") {
+    RouterEnv env;
+    auto sealed = env.Send("PUT", "/v1/sys/seal");
+    CHECK(sealed.status == 204);
+    auto read = env.Send("GET", "/v1/secret/data/app");
+    CHECK(read.status == 503);
+    CHECK(read.body.find("Vault is sealed") != std::string::npos);
+    auto health = env.Send("GET", "/v1/sys/health");
+    CHECK(health.status == 503);
+    auto unsealed = env.Send("PUT", "/v1/sys/unseal");
+    CHECK(unsealed.status == 200);
+    CHECK(env.Send("GET", "/v1/sys/health").status == 200);
+  }
+
+  TEST_CASE("errors never echo secret values") {
+    RouterEnv env;
+    auto bad_type = env.Send("POST", "/v1/secret/metadata/app",
+                             R"({"max_versions":"hunter2-do-not-echo"})");
+    CHECK(bad_type.status == 400);
+    CHECK(bad_type.body.find("hunter2") == std::string::npos);
+    auto bad_json = env.Send("POST", "/v1/secret/data/app", R"({"data":{"pw":"hunter2-do-not)");
+    CHECK(bad_json.status == 400);
+    CHECK(bad_json.body.find("hunter2") == std::string::npos);
+  }
+}
