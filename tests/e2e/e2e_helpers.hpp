@@ -11,6 +11,8 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+struct sqlite3;
+
 // Helpers shared by the end-to-end tests: JSON bodies, raw sockets, the SQLite file.
 namespace kw::e2e {
 
@@ -80,7 +82,7 @@ class Database {
   bool Delete(const std::string& key);
 
  private:
-  struct sqlite3* db_ = nullptr;
+  ::sqlite3* db_ = nullptr;
 };
 
 // Returns the storage key of audit record `sequence`: sys/audit/log/ and 20 digits.

@@ -96,13 +96,16 @@ TEST_CASE("audit tamper detected") {
     REQUIRE(server.Restart(std::string(kRootToken)));
     auto verify = server.Client()->Get("/v1/sys/audit/verify");
     CHECK(StatusOf(verify) == 200);
-    const json report = BodyOf(verify)["data"];
-    MESSAGE(tamper.name << ": " << BodyOf(verify).dump());
-    CHECK(report["ok"] == false);
-    REQUIRE(report["first_broken_sequence"].is_number_unsigned());
-    CHECK(Contains(tamper.expected(count), report["first_broken_sequence"].get<std::uint64_t>()));
-    CHECK(report["reason"].is_string());
-    CHECK(report["reason"] != "");
+    const json body = BodyOf(verify);
+    MESSAGE(tamper.name << ": " << body.dump());
+    const json report = body.is_object() ? body.value("data", json::object()) : json::object();
+    CHECK(report.value("ok", true) == false);
+    const json first_broken = report.value("first_broken_sequence", json());
+    CHECK(first_broken.is_number_unsigned());
+    if (first_broken.is_number_unsigned()) {
+      CHECK(Contains(tamper.expected(count), first_broken.get<std::uint64_t>()));
+    }
+    CHECK(report.value("reason", "") != "");
 
     const ExitResult cli = RunToExit({"audit", "verify", "-address=" + server.url(),
                                       "-token=" + server.token()},

@@ -50,12 +50,23 @@ Redactor::~Redactor() {
   }
 }
 
-Result<nlohmann::json> Redactor::Redact(const nlohmann::json& body) {
-  return RedactNode(body, /*clear_strings=*/false, /*depth=*/0);
+Result<nlohmann::json> Redactor::Redact(const nlohmann::json& body, BodyKind kind) {
+  kind_ = kind;
+  return RedactNode(body, /*clear_strings=*/false, Position::kRoot, /*depth=*/0);
+}
+
+Redactor::Position Redactor::ChildPosition(Position parent, std::string_view key) const {
+  if (parent == Position::kPayload) return Position::kPayload;
+  if (key == "custom_metadata" || key == "meta") return Position::kPayload;
+  if (parent == Position::kRoot && key == "data") {
+    return kind_ == BodyKind::kRequest ? Position::kPayload : Position::kResponseData;
+  }
+  if (parent == Position::kResponseData && key == "data") return Position::kPayload;
+  return Position::kOther;
 }
 
 Result<nlohmann::json> Redactor::RedactNode(const nlohmann::json& node, bool clear_strings,
-                                            int depth) {
+                                            Position position, int depth) {
   using Type = nlohmann::json::value_t;
   switch (node.type()) {
     case Type::string: {
@@ -78,7 +89,9 @@ Result<nlohmann::json> Redactor::RedactNode(const nlohmann::json& node, bool cle
       }
       nlohmann::json out = nlohmann::json::object();
       for (const auto& [key, value] : node.items()) {
-        KW_ASSIGN_OR_RETURN(out[key], RedactNode(value, IsClearKey(key), depth + 1));
+        const Position child = ChildPosition(position, key);
+        const bool clear = child != Position::kPayload && IsClearKey(key);
+        KW_ASSIGN_OR_RETURN(out[key], RedactNode(value, clear, child, depth + 1));
       }
       return out;
     }
@@ -90,7 +103,8 @@ Result<nlohmann::json> Redactor::RedactNode(const nlohmann::json& node, bool cle
       // Elements inherit the array's key, so "errors": ["..."] stays in clear.
       nlohmann::json out = nlohmann::json::array();
       for (const auto& element : node) {
-        KW_ASSIGN_OR_RETURN(nlohmann::json redacted, RedactNode(element, clear_strings, depth + 1));
+        KW_ASSIGN_OR_RETURN(nlohmann::json redacted,
+                            RedactNode(element, clear_strings, position, depth + 1));
         out.push_back(std::move(redacted));
       }
       return out;

@@ -27,9 +27,14 @@ bool IsClearKey(std::string_view key);
 // which is reserved for the head MAC.
 Result<std::string> HmacValue(hsm::Token& token, hsm::KeyHandle key, std::string_view value);
 
+// Which body is redacted: the payload that holds user data sits at a different place in each.
+enum class BodyKind { kRequest, kResponse };
+
 // Replaces secret values in request and response bodies for one audit entry. Every string
 // value is replaced by its HMAC unless the object key it sits under (directly, or through
-// arrays) is on the allowlist. Numbers, booleans, null and object keys stay in clear. Binary
+// arrays) is on the allowlist. The allowlist does not apply inside user-supplied payloads,
+// whose keys the user chooses: a request's top-level "data", a response's "data"."data",
+// and any "custom_metadata" or "meta" object. Numbers, booleans, null and object keys stay in clear. Binary
 // values are HMACed like strings. Identical strings cost one HSM call per Redactor. One per
 // entry, one thread; the destructor wipes the cached plaintext strings.
 class Redactor {
@@ -41,14 +46,20 @@ class Redactor {
 
   // Returns a redacted copy of `body`. invalid_argument when it nests deeper than
   // kMaxBodyDepth; the HSM's error when an HMAC fails.
-  Result<nlohmann::json> Redact(const nlohmann::json& body);
+  Result<nlohmann::json> Redact(const nlohmann::json& body, BodyKind kind);
 
  private:
-  Result<nlohmann::json> RedactNode(const nlohmann::json& node, bool clear_strings, int depth);
+  // Where a node sits, to find the user payloads.
+  enum class Position { kRoot, kResponseData, kPayload, kOther };
+
+  Result<nlohmann::json> RedactNode(const nlohmann::json& node, bool clear_strings,
+                                    Position position, int depth);
+  Position ChildPosition(Position parent, std::string_view key) const;
   Result<std::string> CachedHmac(const std::string& value);
 
   hsm::Token& token_;
   hsm::KeyHandle key_;
+  BodyKind kind_ = BodyKind::kRequest;
   std::unordered_map<std::string, std::string> cache_;  // plaintext -> HMAC string
 };
 

@@ -210,6 +210,31 @@ TEST_SUITE("vault/audit") {
     CHECK(harness.Record(1).at("request").at("data").contains("db-password"));
   }
 
+  TEST_CASE("allowlist ignored inside user payloads") {
+    AuditHarness harness;
+    AuditEntry entry = MakeEntry(1);
+    entry.request_body = {{"data", {{"type", kSecret}, {"version", kSecret}}},
+                          {"custom_metadata", {{"errors", kSecret}}}};
+    entry.response_body = {
+        {"request_id", "req-clear-1"},
+        {"data", {{"data", {{"accessor", kSecret}}},
+                  {"metadata", {{"created_time", "2026-01-02T03:04:05Z"},
+                                {"custom_metadata", {{"type", kSecret}}}}}}}};
+    REQUIRE(harness.Append(entry).has_value());
+    auto secret_hash = harness.log().Hash(kSecret);
+    REQUIRE(secret_hash.has_value());
+    const auto record = harness.Record(1);
+    CHECK(record.at("request").at("data").at("type") == *secret_hash);
+    CHECK(record.at("request").at("data").at("version") == *secret_hash);
+    CHECK(record.at("request").at("custom_metadata").at("errors") == *secret_hash);
+    CHECK(record.at("response").at("data").at("data").at("accessor") == *secret_hash);
+    CHECK(record.at("response").at("data").at("metadata").at("custom_metadata").at("type") ==
+          *secret_hash);
+    CHECK(record.at("response").at("data").at("metadata").at("created_time") ==
+          "2026-01-02T03:04:05Z");
+    CHECK(record.at("response").at("request_id") == "req-clear-1");
+  }
+
   TEST_CASE("allowlisted key holding an object is still redacted") {
     AuditHarness harness;
     AuditEntry entry = MakeEntry(1);
