@@ -67,7 +67,25 @@ Reply RunHandler(RequestContext& c) {
   return std::move(*reply);
 }
 
+// Returns the object a path writes: the secret's path for every KV action (data, metadata,
+// delete, undelete and destroy all change the same metadata record), else the path itself.
+std::string_view WrittenObject(std::string_view path) {
+  constexpr std::string_view kKvMount = "secret/";
+  if (!path.starts_with(kKvMount)) return path;
+  const std::string_view rest = path.substr(kKvMount.size());
+  const std::size_t slash = rest.find('/');
+  return slash == std::string_view::npos ? rest : rest.substr(slash + 1);
+}
+
+bool IsAuditVerify(const RequestContext& c) {
+  return c.path == "sys/audit/verify" && c.operation == "read" && c.identity.root;
+}
+
 }  // namespace
+
+std::mutex& Router::WriteLockFor(std::string_view path) {
+  return write_locks_[std::hash<std::string_view>{}(WrittenObject(path)) % write_locks_.size()];
+}
 
 HttpResponse Router::Handle(HttpRequest& request) {
   auto target = ParseTarget(request.target);
@@ -96,6 +114,11 @@ HttpResponse Router::Handle(HttpRequest& request) {
   auto identity = c.vault->tokens->Authenticate(TokenFrom(request));
   if (identity) c.identity = std::move(*identity);
 
+  std::unique_lock<std::mutex> write_lock;
+  if (target && identity && c.operation != "read" && c.operation != "list") {
+    write_lock = std::unique_lock<std::mutex>(WriteLockFor(c.path));
+  }
+
   for (int attempt = 1;; ++attempt) {
     Reply reply;
     if (!identity) {
@@ -114,6 +137,13 @@ HttpResponse Router::Handle(HttpRequest& request) {
     storage::WriteBatch batch = std::move(c.batch);
     c.batch = storage::WriteBatch();
     if (auto attached = c.vault->audit->Attach(entry, batch); !attached) {
+      // A damaged log refuses every append (fail closed), but the operator must still be
+      // able to see what is damaged: the root token's verification is answered unrecorded.
+      if (attached.error().code() == Code::kDataLoss && IsAuditVerify(c)) {
+        log::Error("audit log damaged; verification answered without an audit record",
+                   {{log::kRequestId, c.request_id}, {log::kError, attached.error().message()}});
+        return ToHttp(reply);
+      }
       log::Error("audit record not prepared; request refused",
                  {{log::kRequestId, c.request_id}, {log::kError, attached.error().message()}});
       return ToHttp(ErrorReply(500, {"internal error: the audit log cannot record this request"}));

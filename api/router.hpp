@@ -1,5 +1,9 @@
 #pragma once
 
+#include <array>
+#include <mutex>
+#include <string_view>
+
 #include "api/http_server.hpp"
 #include "vault/core.hpp"
 
@@ -17,7 +21,13 @@ class Router {
   HttpResponse Handle(HttpRequest& request);
 
  private:
+  // Returns the lock that serialises writes to the object `path` names. Writers to one
+  // secret then take turns instead of losing their commits to each other's Expect checks;
+  // the Expect still guards against anything this lock does not cover.
+  std::mutex& WriteLockFor(std::string_view path);
+
   vault::Core& core_;
+  std::array<std::mutex, 256> write_locks_;
 };
 
 }  // namespace kw::api

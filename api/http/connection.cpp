@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <boost/asio/post.hpp>
+#include <boost/core/demangle.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -345,11 +347,14 @@ class Connection final : public ConnectionBase {
     try {
       response = state_->handler()(*request_);
     } catch (const std::exception& e) {
-      log::Error("request handler threw an exception", {{log::kError, e.what()}});
+      // The message is not logged because it may quote request data (nlohmann::json's
+      // parse_error does), which may be a secret.
+      log::Error("request handler threw an exception",
+                 {{"exception_type", boost::core::demangle(typeid(e).name())}});
       WipeString(response.body);
       response = MakeErrorResponse(500, "internal error");
     } catch (...) {
-      log::Error("request handler threw an exception", {{log::kError, "unknown exception type"}});
+      log::Error("request handler threw an exception", {{"exception_type", "unknown"}});
       WipeString(response.body);
       response = MakeErrorResponse(500, "internal error");
     }

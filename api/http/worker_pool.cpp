@@ -1,7 +1,10 @@
 #include "api/http/worker_pool.hpp"
 
 #include <exception>
+#include <typeinfo>
 #include <utility>
+
+#include <boost/core/demangle.hpp>
 
 #include "base/log.hpp"
 
@@ -54,9 +57,10 @@ void WorkerPool::RunWorker() {
     try {
       task();
     } catch (const std::exception& e) {
-      log::Error("worker task threw an exception", {{log::kError, e.what()}});
+      log::Error("worker task threw an exception",
+                 {{"exception_type", boost::core::demangle(typeid(e).name())}});
     } catch (...) {
-      log::Error("worker task threw an exception", {{log::kError, "unknown exception type"}});
+      log::Error("worker task threw an exception", {{"exception_type", "unknown"}});
     }
   }
 }

@@ -161,9 +161,9 @@ std::vector<std::pair<std::string, std::string>> Database::Rows(const std::strin
   const auto column = [statement](int index) {
     const void* bytes = sqlite3_column_blob(statement, index);
     const int size = sqlite3_column_bytes(statement, index);
-    return bytes == nullptr ? std::string()
-                            : std::string(static_cast<const char*>(bytes),
-                                          static_cast<std::size_t>(size));
+    return bytes == nullptr
+               ? std::string()
+               : std::string(static_cast<const char*>(bytes), static_cast<std::size_t>(size));
   };
   while (sqlite3_step(statement) == SQLITE_ROW) rows.emplace_back(column(0), column(1));
   sqlite3_finalize(statement);
@@ -178,9 +178,9 @@ std::optional<std::string> Database::Get(const std::string& key) {
   if (sqlite3_step(statement) == SQLITE_ROW) {
     const void* bytes = sqlite3_column_blob(statement, 0);
     const int size = sqlite3_column_bytes(statement, 0);
-    value = bytes == nullptr ? std::string()
-                             : std::string(static_cast<const char*>(bytes),
-                                           static_cast<std::size_t>(size));
+    value = bytes == nullptr
+                ? std::string()
+                : std::string(static_cast<const char*>(bytes), static_cast<std::size_t>(size));
   }
   sqlite3_finalize(statement);
   return value;

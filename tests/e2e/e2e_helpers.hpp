@@ -1,15 +1,15 @@
 #pragma once
 
+#include <httplib.h>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 struct sqlite3;
 
@@ -35,7 +35,7 @@ httplib::Result Send(httplib::Client& client, const std::string& method, const s
 // Writes {"data": data} to secret/data/<path> and returns the response.
 httplib::Result WriteSecret(httplib::Client& client, const std::string& path, const json& data);
 
-// Returns data.data of GET secret/data/<path>; null unless it answers 200.
+// Returns data.data of GET secret/data/<path>; null unless the status is 200.
 json ReadSecretData(httplib::Client& client, const std::string& path);
 
 // Returns `bytes` random bytes as lower-case hex.

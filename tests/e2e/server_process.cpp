@@ -69,10 +69,10 @@ pid_t Spawn(const std::string& binary, const std::vector<std::string>& args,
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, stdout_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_addopen(&actions, 1, stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0600);
+  posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0600);
   // The child starts with no blocked signals and default dispositions, whatever the test
   // process uses.
   posix_spawnattr_t attributes;
@@ -134,8 +134,8 @@ fs::path KeywardBinary() {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                        "/keyward-e2e-XXXXXX";
+  std::string pattern =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/keyward-e2e-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) {
     std::cerr << "mkdtemp " << pattern << " failed: " << std::strerror(errno) << "\n";
     std::abort();
@@ -148,8 +148,8 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-ExitResult RunToExit(const std::vector<std::string>& args, const std::vector<std::string>& extra_env,
-                     std::chrono::seconds timeout) {
+ExitResult RunToExit(const std::vector<std::string>& args,
+                     const std::vector<std::string>& extra_env, std::chrono::seconds timeout) {
   return RunProgram(KeywardBinary().string(), args, extra_env, timeout);
 }
 
@@ -244,8 +244,8 @@ std::string ServerProcess::ReadStderr() const { return ReadFileFrom(stderr_path_
 
 DevServer::DevServer(std::optional<std::string> root_token)
     : data_dir_(temp_.path() / "data"), root_token_(std::move(root_token)) {
-  process_ = std::make_unique<ServerProcess>(Args(root_token_), std::vector<std::string>{},
-                                             temp_.path());
+  process_ =
+      std::make_unique<ServerProcess>(Args(root_token_), std::vector<std::string>{}, temp_.path());
 }
 
 std::vector<std::string> DevServer::Args(const std::optional<std::string>& root_token) const {

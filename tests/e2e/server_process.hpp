@@ -1,5 +1,6 @@
 #pragma once
 
+#include <httplib.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -9,8 +10,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <httplib.h>
 
 // The end-to-end harness: spawns the real `keyward` binary, waits for it to listen, stops or
 // kills it, and builds HTTP clients for it. Every child gets its own temporary directory.
@@ -44,9 +43,10 @@ struct ExitResult {
   std::string err;
 };
 
-// Runs `binary args...` with `extra_env` (NAME=value) added, waits up to `timeout` (then
-// SIGKILL), and returns its exit code and output.
-ExitResult RunToExit(const std::vector<std::string>& args, const std::vector<std::string>& extra_env,
+// Runs the keyward binary with `args` and with `extra_env` (NAME=value) added to the
+// environment. Waits up to `timeout`, then sends SIGKILL. Returns the exit code and output.
+ExitResult RunToExit(const std::vector<std::string>& args,
+                     const std::vector<std::string>& extra_env,
                      std::chrono::seconds timeout = std::chrono::seconds(60));
 
 // Runs `program` (an absolute path) like RunToExit.
@@ -103,9 +103,10 @@ class DevServer {
  public:
   explicit DevServer(std::optional<std::string> root_token = std::string(kRootToken));
 
-  // Starts the server; `root_token` replaces the -dev-root-token-id for this and later
-  // starts (nullopt: let the server pick one).
+  // Starts the server with the current root token id.
   bool Start();
+  // Stops the server if it runs and starts it again on the same data directory. `root_token`
+  // replaces the -dev-root-token-id for this and later starts (nullopt: the server picks one).
   bool Restart(std::optional<std::string> root_token);
   int Stop() { return process_->Stop(); }
   void Kill() { process_->Kill(); }

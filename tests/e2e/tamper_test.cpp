@@ -10,8 +10,8 @@
 namespace kw::e2e {
 namespace {
 
-// One way to damage the audit log. `apply` edits the stopped server's database, which holds
-// `count` records; the verifier must report a first broken sequence in `expected`.
+// One way to damage the audit log. `apply` edits the stopped server's database, which contains
+// `count` records. The verifier must report a first broken sequence in `expected`.
 struct Tamper {
   std::string name;
   std::function<bool(Database&, std::uint64_t count)> apply;
@@ -44,9 +44,10 @@ std::vector<Tamper> Tampers() {
        },
        // Records carry no MAC of their own: an edit shows as record 6's prev_hash mismatch,
        // and a verifier that checks more could name 5 itself.
-       [](std::uint64_t) { return std::vector<std::uint64_t>{5, 6}; }},
-      {"delete record 5",
-       [](Database& db, std::uint64_t) { return db.Delete(AuditRecordKey(5)); },
+       [](std::uint64_t) {
+         return std::vector<std::uint64_t>{5, 6};
+       }},
+      {"delete record 5", [](Database& db, std::uint64_t) { return db.Delete(AuditRecordKey(5)); },
        [](std::uint64_t) { return std::vector<std::uint64_t>{5}; }},
       {"swap records 5 and 6",
        [](Database& db, std::uint64_t) {
@@ -69,98 +70,98 @@ bool Contains(const std::vector<std::uint64_t>& values, std::uint64_t value) {
 }  // namespace
 
 TEST_SUITE("e2e/tamper") {
-TEST_CASE("audit tamper detected") {
-  for (const Tamper& tamper : Tampers()) {
-    CAPTURE(tamper.name);
+  TEST_CASE("audit tamper detected") {
+    for (const Tamper& tamper : Tampers()) {
+      CAPTURE(tamper.name);
+      DevServer server;
+      REQUIRE(server.Start());
+      {
+        auto client = server.Client();
+        for (int i = 0; i < 12; ++i) {
+          REQUIRE(StatusOf(WriteSecret(*client, "tamper/s" + std::to_string(i), {{"i", i}})) ==
+                  200);
+        }
+        auto verify = client->Get("/v1/sys/audit/verify");
+        REQUIRE(StatusOf(verify) == 200);
+        REQUIRE(BodyOf(verify)["data"]["ok"] == true);
+      }
+      REQUIRE(server.Stop() == 0);
+
+      std::uint64_t count = 0;
+      {
+        Database db(server.db_path());
+        count = AuditRecords(db).size();
+        REQUIRE(count >= 13);
+        REQUIRE(tamper.apply(db, count));
+      }
+
+      REQUIRE(server.Restart(std::string(kRootToken)));
+      auto verify = server.Client()->Get("/v1/sys/audit/verify");
+      CHECK(StatusOf(verify) == 200);
+      const json body = BodyOf(verify);
+      MESSAGE(tamper.name << ": " << body.dump());
+      const json report = body.is_object() ? body.value("data", json::object()) : json::object();
+      CHECK(report.value("ok", true) == false);
+      const json first_broken = report.value("first_broken_sequence", json());
+      CHECK(first_broken.is_number_unsigned());
+      if (first_broken.is_number_unsigned()) {
+        CHECK(Contains(tamper.expected(count), first_broken.get<std::uint64_t>()));
+      }
+      CHECK(report.value("reason", "") != "");
+
+      const ExitResult cli = RunToExit(
+          {"audit", "verify", "-address=" + server.url(), "-token=" + server.token()}, {});
+      CHECK(cli.exit_code == 1);
+      CHECK(server.Stop() == 0);
+    }
+  }
+
+  TEST_CASE("swapped ciphertext rows fail to decrypt") {
     DevServer server;
     REQUIRE(server.Start());
     {
       auto client = server.Client();
-      for (int i = 0; i < 12; ++i) {
-        REQUIRE(StatusOf(WriteSecret(*client, "tamper/s" + std::to_string(i), {{"i", i}})) == 200);
-      }
-      auto verify = client->Get("/v1/sys/audit/verify");
-      REQUIRE(StatusOf(verify) == 200);
-      REQUIRE(BodyOf(verify)["data"]["ok"] == true);
+      REQUIRE(StatusOf(WriteSecret(*client, "swap/a", {{"v", "value-a"}})) == 200);
+      REQUIRE(StatusOf(WriteSecret(*client, "swap/b", {{"v", "value-b"}})) == 200);
+      REQUIRE(StatusOf(WriteSecret(*client, "swap/other", {{"v", "value-other"}})) == 200);
     }
     REQUIRE(server.Stop() == 0);
-
-    std::uint64_t count = 0;
     {
       Database db(server.db_path());
-      count = AuditRecords(db).size();
-      REQUIRE(count >= 13);
-      REQUIRE(tamper.apply(db, count));
+      std::string key_a;
+      std::string key_b;
+      for (const auto& [key, value] :
+           db.Rows("SELECT key, value FROM kv WHERE key LIKE 'kv/secret/data/swap/%'")) {
+        if (key.starts_with("kv/secret/data/swap/a")) key_a = key;
+        if (key.starts_with("kv/secret/data/swap/b")) key_b = key;
+      }
+      REQUIRE_FALSE(key_a.empty());
+      REQUIRE_FALSE(key_b.empty());
+      REQUIRE(SwapValues(db, key_a, key_b));
     }
 
     REQUIRE(server.Restart(std::string(kRootToken)));
-    auto verify = server.Client()->Get("/v1/sys/audit/verify");
-    CHECK(StatusOf(verify) == 200);
-    const json body = BodyOf(verify);
-    MESSAGE(tamper.name << ": " << body.dump());
-    const json report = body.is_object() ? body.value("data", json::object()) : json::object();
-    CHECK(report.value("ok", true) == false);
-    const json first_broken = report.value("first_broken_sequence", json());
-    CHECK(first_broken.is_number_unsigned());
-    if (first_broken.is_number_unsigned()) {
-      CHECK(Contains(tamper.expected(count), first_broken.get<std::uint64_t>()));
-    }
-    CHECK(report.value("reason", "") != "");
-
-    const ExitResult cli = RunToExit({"audit", "verify", "-address=" + server.url(),
-                                      "-token=" + server.token()},
-                                     {});
-    CHECK(cli.exit_code == 1);
-    CHECK(server.Stop() == 0);
-  }
-}
-
-TEST_CASE("swapped ciphertext rows fail to decrypt") {
-  DevServer server;
-  REQUIRE(server.Start());
-  {
     auto client = server.Client();
-    REQUIRE(StatusOf(WriteSecret(*client, "swap/a", {{"v", "value-a"}})) == 200);
-    REQUIRE(StatusOf(WriteSecret(*client, "swap/b", {{"v", "value-b"}})) == 200);
-    REQUIRE(StatusOf(WriteSecret(*client, "swap/other", {{"v", "value-other"}})) == 200);
-  }
-  REQUIRE(server.Stop() == 0);
-  {
-    Database db(server.db_path());
-    std::string key_a;
-    std::string key_b;
-    for (const auto& [key, value] :
-         db.Rows("SELECT key, value FROM kv WHERE key LIKE 'kv/secret/data/swap/%'")) {
-      if (key.starts_with("kv/secret/data/swap/a")) key_a = key;
-      if (key.starts_with("kv/secret/data/swap/b")) key_b = key;
-    }
-    REQUIRE_FALSE(key_a.empty());
-    REQUIRE_FALSE(key_b.empty());
-    REQUIRE(SwapValues(db, key_a, key_b));
-  }
+    auto read_a = client->Get("/v1/secret/data/swap/a");
+    CHECK(StatusOf(read_a) == 500);
+    REQUIRE(read_a);
+    CHECK(read_a->body.find("value-b") == std::string::npos);
+    auto read_b = client->Get("/v1/secret/data/swap/b");
+    CHECK(StatusOf(read_b) == 500);
+    REQUIRE(read_b);
+    CHECK(read_b->body.find("value-a") == std::string::npos);
 
-  REQUIRE(server.Restart(std::string(kRootToken)));
-  auto client = server.Client();
-  auto read_a = client->Get("/v1/secret/data/swap/a");
-  CHECK(StatusOf(read_a) == 500);
-  REQUIRE(read_a);
-  CHECK(read_a->body.find("value-b") == std::string::npos);
-  auto read_b = client->Get("/v1/secret/data/swap/b");
-  CHECK(StatusOf(read_b) == 500);
-  REQUIRE(read_b);
-  CHECK(read_b->body.find("value-a") == std::string::npos);
-
-  // Nothing else breaks: other secrets, metadata, new writes and the audit chain.
-  CHECK(ReadSecretData(*client, "swap/other") == json({{"v", "value-other"}}));
-  CHECK(StatusOf(client->Get("/v1/secret/metadata/swap/a")) == 200);
-  CHECK(StatusOf(Send(*client, "LIST", "/v1/secret/metadata/swap")) == 200);
-  REQUIRE(StatusOf(WriteSecret(*client, "swap/a", {{"v", "value-a2"}})) == 200);
-  CHECK(ReadSecretData(*client, "swap/a") == json({{"v", "value-a2"}}));
-  CHECK(StatusOf(client->Get("/v1/secret/data/swap/a?version=1")) == 500);
-  auto verify = client->Get("/v1/sys/audit/verify");
-  REQUIRE(StatusOf(verify) == 200);
-  CHECK(BodyOf(verify)["data"]["ok"] == true);
-}
+    // Nothing else breaks: other secrets, metadata, new writes and the audit chain.
+    CHECK(ReadSecretData(*client, "swap/other") == json({{"v", "value-other"}}));
+    CHECK(StatusOf(client->Get("/v1/secret/metadata/swap/a")) == 200);
+    CHECK(StatusOf(Send(*client, "LIST", "/v1/secret/metadata/swap")) == 200);
+    REQUIRE(StatusOf(WriteSecret(*client, "swap/a", {{"v", "value-a2"}})) == 200);
+    CHECK(ReadSecretData(*client, "swap/a") == json({{"v", "value-a2"}}));
+    CHECK(StatusOf(client->Get("/v1/secret/data/swap/a?version=1")) == 500);
+    auto verify = client->Get("/v1/sys/audit/verify");
+    REQUIRE(StatusOf(verify) == 200);
+    CHECK(BodyOf(verify)["data"]["ok"] == true);
+  }
 }  // TEST_SUITE
 
 }  // namespace kw::e2e

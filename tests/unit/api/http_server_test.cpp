@@ -221,6 +221,25 @@ TEST_SUITE("api/http_server") {
     CHECK(BodyOf(response) == R"({"errors":["internal error"]})");
   }
 
+  TEST_CASE("logs contain no request secrets") {
+    testing::StderrCapture capture;
+    {
+      auto server = StartServer(TestOptions(), [](HttpRequest& request) -> HttpResponse {
+        throw std::runtime_error("parse failed near " + request.body);
+      });
+      RawClient client(server->port());
+      REQUIRE(client.Send("POST /v1/secret/data/k HTTP/1.1\r\nHost: t\r\n"
+                          "X-Vault-Token: kw.token-value-1\r\nContent-Length: 18\r\n\r\n"
+                          "secret-body-value1"));
+      CHECK(StatusOf(client.ReadResponse(kWait)) == 500);
+    }
+    const std::string logs = capture.Finish();
+
+    CHECK(logs.find("request handler threw an exception") != std::string::npos);
+    CHECK(logs.find("token-value-1") == std::string::npos);
+    CHECK(logs.find("secret-body-value1") == std::string::npos);
+  }
+
   TEST_CASE("Stop lets a running handler finish") {
     std::promise<void> started;
     std::atomic<bool> finished{false};

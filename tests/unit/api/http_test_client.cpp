@@ -10,7 +10,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <utility>
 
 #include <doctest/doctest.h>
@@ -164,6 +167,32 @@ std::string HeaderOf(std::string_view response, std::string_view name) {
     line_start = line_end;
   }
   return "";
+}
+
+StderrCapture::StderrCapture() {
+  char pattern[] = "/tmp/kw-http-stderr-XXXXXX";
+  const int fd = ::mkstemp(pattern);
+  REQUIRE(fd >= 0);
+  path_ = pattern;
+  std::fflush(stderr);
+  saved_fd_ = ::dup(STDERR_FILENO);
+  REQUIRE(saved_fd_ >= 0);
+  REQUIRE(::dup2(fd, STDERR_FILENO) >= 0);
+  ::close(fd);
+}
+
+StderrCapture::~StderrCapture() { Finish(); }
+
+std::string StderrCapture::Finish() {
+  if (saved_fd_ < 0) return "";
+  std::fflush(stderr);
+  ::dup2(saved_fd_, STDERR_FILENO);
+  ::close(saved_fd_);
+  saved_fd_ = -1;
+  std::ifstream file(path_, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  ::unlink(path_.c_str());
+  return text;
 }
 
 std::size_t ResidentMemoryBytes() {

@@ -53,6 +53,22 @@ std::string BodyOf(std::string_view response);
 // Returns the value of header `name` (case-insensitive) in a raw response, or "".
 std::string HeaderOf(std::string_view response, std::string_view name);
 
+// Redirects this process's stderr (where kw::log writes) to a temporary file until Finish.
+class StderrCapture {
+ public:
+  StderrCapture();
+  ~StderrCapture();
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+
+  // Restores stderr and returns what was written to it meanwhile.
+  std::string Finish();
+
+ private:
+  int saved_fd_ = -1;
+  std::string path_;
+};
+
 // Returns the resident set size of this process, from VmRSS in /proc/self/status.
 std::size_t ResidentMemoryBytes();
 
