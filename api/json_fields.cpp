@@ -1,5 +1,6 @@
 #include "api/json_fields.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include "base/duration.hpp"
@@ -8,6 +9,7 @@ namespace kw::api {
 namespace {
 
 struct DepthExceeded {};
+struct TooManyValues {};
 
 tl::unexpected<Error> TypeError(std::string_view field, std::string_view expected) {
   return InvalidArgument("invalid type for field \"" + std::string(field) + "\": expected " +
@@ -38,17 +40,28 @@ Result<nlohmann::json> ParseBody(std::string_view text) {
   try {
     // The callback sees the depth of every element; throwing stops the parse early, before
     // a deeply nested body costs memory.
-    body = nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t,
-                                          nlohmann::json&) {
+    std::size_t values = 0;
+    body = nlohmann::json::parse(text, [&values](int depth, nlohmann::json::parse_event_t event,
+                                                 nlohmann::json&) {
       if (depth > kMaxJsonDepth) throw DepthExceeded{};
+      if (event == nlohmann::json::parse_event_t::value ||
+          event == nlohmann::json::parse_event_t::object_start ||
+          event == nlohmann::json::parse_event_t::array_start) {
+        if (++values > kMaxJsonValues) throw TooManyValues{};
+      }
       return true;
     });
+  } catch (const TooManyValues&) {
+    return InvalidArgument("failed to parse JSON input: more than " +
+                           std::to_string(kMaxJsonValues) + " values");
   } catch (const DepthExceeded&) {
     return InvalidArgument("failed to parse JSON input: nesting deeper than " +
                            std::to_string(kMaxJsonDepth) + " levels");
   } catch (const nlohmann::json::parse_error& error) {
     return InvalidArgument("failed to parse JSON input: syntax error at byte " +
                            std::to_string(error.byte));
+  } catch (const nlohmann::json::out_of_range&) {
+    return InvalidArgument("failed to parse JSON input: a number is out of range");
   } catch (const std::exception&) {
     return InvalidArgument("failed to parse JSON input");
   }
@@ -101,15 +114,22 @@ Result<std::optional<std::chrono::seconds>> OptionalDuration(const nlohmann::jso
                                                              std::string_view field) {
   const nlohmann::json* value = Find(object, field);
   if (value == nullptr) return std::optional<std::chrono::seconds>();
-  if (value->is_number_unsigned() || (value->is_number_integer() && value->get<std::int64_t>() >= 0)) {
-    return std::optional<std::chrono::seconds>(std::chrono::seconds(value->get<std::int64_t>()));
+  std::optional<std::chrono::seconds> parsed;
+  if (value->is_number_unsigned()) {
+    // Clamped so a value beyond int64 cannot wrap to a negative duration.
+    const std::uint64_t seconds = value->get<std::uint64_t>();
+    parsed = std::chrono::seconds(std::min<std::uint64_t>(seconds, kMaxDuration.count() + 1));
+  } else if (value->is_string()) {
+    parsed = ParseDuration(value->get_ref<const std::string&>());
   }
-  if (value->is_string()) {
-    if (auto parsed = ParseDuration(value->get_ref<const std::string&>())) {
-      return std::optional<std::chrono::seconds>(*parsed);
-    }
+  if (!parsed) {
+    return TypeError(field, "a duration such as \"30s\", \"1h30m\" or a number of seconds");
   }
-  return TypeError(field, "a duration such as \"30s\", \"1h30m\" or a number of seconds");
+  if (*parsed > kMaxDuration) {
+    return InvalidArgument("invalid value for field \"" + std::string(field) +
+                           "\": the maximum is 876000h (100 years)");
+  }
+  return parsed;
 }
 
 Result<std::optional<std::map<std::string, std::string>>> OptionalStringMap(

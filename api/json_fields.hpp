@@ -19,10 +19,15 @@ namespace kw::api {
 
 // Maximum nesting depth of a request body.
 inline constexpr int kMaxJsonDepth = 64;
+// Maximum number of values (objects, arrays, strings, numbers, ...) in a request body, so that
+// a body within the size limit cannot expand into gigabytes of parsed objects.
+inline constexpr std::size_t kMaxJsonValues = 100'000;
+// Longest duration a field accepts: 100 years, far from where time arithmetic overflows.
+inline constexpr std::chrono::seconds kMaxDuration{100LL * 365 * 24 * 3600};
 
 // Parses a request body. Empty text gives null. invalid_argument for malformed JSON (naming
-// the byte offset, never the content), nesting deeper than kMaxJsonDepth, or a top level that
-// is not an object.
+// the byte offset, never the content), nesting deeper than kMaxJsonDepth, more than
+// kMaxJsonValues values, or a top level that is not an object.
 Result<nlohmann::json> ParseBody(std::string_view text);
 
 Result<std::optional<std::int64_t>> OptionalInt(const nlohmann::json& object,
@@ -30,7 +35,7 @@ Result<std::optional<std::int64_t>> OptionalInt(const nlohmann::json& object,
 Result<std::optional<bool>> OptionalBool(const nlohmann::json& object, std::string_view field);
 Result<std::optional<std::string>> OptionalString(const nlohmann::json& object,
                                                   std::string_view field);
-// A duration as a number of seconds or a string such as "1h30m".
+// A duration as a number of seconds or a string such as "1h30m", at most kMaxDuration.
 Result<std::optional<std::chrono::seconds>> OptionalDuration(const nlohmann::json& object,
                                                              std::string_view field);
 // An object whose values are all strings.

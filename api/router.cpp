@@ -77,6 +77,18 @@ std::string_view WrittenObject(std::string_view path) {
   return slash == std::string_view::npos ? rest : rest.substr(slash + 1);
 }
 
+// Logs a 5xx reply: the operator needs to see decrypt and storage failures, which the
+// client only sees as a message.
+void LogServerError(const RequestContext& c, const Reply& reply) {
+  nlohmann::json errors = reply.body.is_object() ? reply.body.value("errors", nlohmann::json())
+                                                 : nlohmann::json();
+  log::Error("request failed", {{log::kRequestId, c.request_id},
+                                {log::kAccessor, c.identity.accessor},
+                                {log::kPath, c.path},
+                                {"status", reply.status},
+                                {log::kError, errors}});
+}
+
 bool IsAuditVerify(const RequestContext& c) {
   return c.path == "sys/audit/verify" && c.operation == "read" && c.identity.root;
 }
@@ -108,11 +120,13 @@ HttpResponse Router::Handle(HttpRequest& request) {
     c.operation = "unknown";
   }
 
-  // Parse before authenticating, so that the audit record holds the request either way.
-  auto body = ParseBody(request.body);
-  if (body) c.body = std::move(*body);
+  // Authenticate before parsing: a caller without a valid token gets 403 without the server
+  // spending memory on its body, which the audit record then leaves out.
   auto identity = c.vault->tokens->Authenticate(TokenFrom(request));
   if (identity) c.identity = std::move(*identity);
+  Result<nlohmann::json> body = nlohmann::json(nullptr);
+  if (identity) body = ParseBody(request.body);
+  if (body) c.body = std::move(*body);
 
   std::unique_lock<std::mutex> write_lock;
   if (target && identity && c.operation != "read" && c.operation != "list") {
@@ -149,7 +163,10 @@ HttpResponse Router::Handle(HttpRequest& request) {
       return ToHttp(ErrorReply(500, {"internal error: the audit log cannot record this request"}));
     }
     auto committed = core_.storage().Commit(std::move(batch));
-    if (committed) return ToHttp(reply);
+    if (committed) {
+      if (reply.status >= 500) LogServerError(c, reply);
+      return ToHttp(reply);
+    }
     if (committed.error().code() == Code::kAborted && attempt < kMaxAttempts) continue;
     log::Error("request not committed",
                {{log::kRequestId, c.request_id}, {log::kError, committed.error().message()}});

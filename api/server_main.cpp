@@ -32,8 +32,8 @@ struct ServerFlags {
   std::string dev_data_dir = "keyward-dev";
 };
 
-void PrintUsage() {
-  std::cerr << "Usage: keyward server -dev [-dev-listen-address=HOST:PORT] "
+void PrintUsage(std::ostream& out = std::cerr) {
+  out << "Usage: keyward server -dev [-dev-listen-address=HOST:PORT] "
                "[-dev-root-token-id=TOKEN] [-dev-data-dir=DIR]\n"
                "       keyward server -config FILE\n\n"
                "Example: keyward server -dev -dev-listen-address=127.0.0.1:8200\n";
@@ -232,6 +232,12 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
 
 int RunServer(const std::vector<std::string>& args) {
   InitSodium();
+  for (const std::string& arg : args) {
+    if (arg == "-help" || arg == "--help" || arg == "-h") {
+      PrintUsage(std::cout);
+      return 0;
+    }
+  }
   const auto flags = ParseFlags(args);
   if (!flags) {
     PrintUsage();
@@ -244,6 +250,8 @@ int RunServer(const std::vector<std::string>& args) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  // The database, its WAL and the dev data files are for this user alone.
+  ::umask(077);
 
   Result<ServerConfig> config = flags->dev ? PrepareDev(*flags) : LoadServerConfig(flags->config_path);
   if (!config) {

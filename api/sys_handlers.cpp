@@ -78,7 +78,12 @@ Reply Init(vault::Core& core, const HttpRequest& http) {
     if (*text) WipeString(**text);
   }
   auto result = core.Initialize(std::nullopt, pin);
-  if (!result) return ReplyForError(result.error().WithContext("initialize"));
+  if (!result) {
+    if (result.error().code() == Code::kPermissionDenied) {
+      return ErrorReply(400, {"initialize failed: the HSM rejected the PIN"});
+    }
+    return ReplyForError(result.error());
+  }
   return Reply{200, {{"keys", nlohmann::json::array()},
                      {"keys_base64", nlohmann::json::array()},
                      {"root_token", std::string(result->root_token.RevealText())}}};
@@ -102,7 +107,7 @@ Reply Unseal(vault::Core& core, const HttpRequest& http, bool initialized) {
     if (unsealed.error().code() == Code::kPermissionDenied) {
       return ErrorReply(400, {"unseal failed: the HSM rejected the PIN"});
     }
-    return ReplyForError(unsealed.error().WithContext("unseal"));
+    return ReplyForError(unsealed.error());
   }
   return Reply{200, SealStatus(core, initialized)};
 }

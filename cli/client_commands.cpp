@@ -43,8 +43,8 @@ std::optional<GlobalFlags> ParseGlobalFlags(const std::vector<std::string>& args
   return flags;
 }
 
-void PrintUsage() {
-  std::cerr << "Usage: keyward <command> [flags]\n\n"
+void PrintUsage(std::ostream& out = std::cerr) {
+  out << "Usage: keyward <command> [flags]\n\n"
                "Commands:\n"
                "  server         run the server (keyward server -dev, keyward server -config FILE)\n"
                "  status         print the seal status\n"
@@ -104,6 +104,9 @@ int AuditVerify(const GlobalFlags& flags) {
   if (!reply) return 1;
   if (reply->first != 200) {
     PrintErrors(reply->first, reply->second);
+    if (reply->first == 403) {
+      std::cerr << "hint: audit verify needs the root token (-token or KEYWARD_TOKEN)\n";
+    }
     return 1;
   }
   const nlohmann::json data = reply->second.value("data", nlohmann::json::object());
@@ -122,9 +125,15 @@ int AuditVerify(const GlobalFlags& flags) {
 
 int RunClient(const std::vector<std::string>& args) {
   auto flags = ParseGlobalFlags(args);
-  if (!flags || flags->rest.empty() || flags->rest[0] == "-help" || flags->rest[0] == "help") {
+  if (!flags || flags->rest.empty()) {
     PrintUsage();
     return 2;
+  }
+  for (const std::string& arg : flags->rest) {
+    if (arg == "-help" || arg == "--help" || arg == "-h" || arg == "help") {
+      PrintUsage(std::cout);
+      return 0;
+    }
   }
   const auto& rest = flags->rest;
   if (rest[0] == "status" && rest.size() == 1) return Status(*flags);

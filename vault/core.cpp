@@ -1,11 +1,14 @@
 #include "vault/core.hpp"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "base/bytes.hpp"
 #include "base/log.hpp"
 #include "vault/auth/token_format.hpp"
 
@@ -15,6 +18,11 @@ namespace {
 constexpr std::string_view kInitKey = "sys/init";
 
 Result<SecretBuffer> ReadPinFile(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) == 0 && (info.st_mode & 0077) != 0) {
+    log::Warn("the HSM PIN file is readable by group or others; chmod 600 it",
+              {{log::kPath, path}});
+  }
   std::ifstream file(path, std::ios::binary);
   if (!file) return InvalidArgument("cannot read the HSM PIN file " + path);
   std::stringstream contents;
@@ -29,9 +37,13 @@ Result<SecretBuffer> ReadPinFile(const std::string& path) {
 
 }  // namespace
 
+// Any record at all counts: deleting the init marker must not let anyone initialise again
+// and get a root token for the data that is still there.
 Result<bool> Core::IsInitialized() {
   KW_ASSIGN_OR_RETURN(auto marker, storage_.Get(kInitKey));
-  return marker.has_value();
+  if (marker) return true;
+  KW_ASSIGN_OR_RETURN(auto any_record, storage_.Last(""));
+  return any_record.has_value();
 }
 
 Result<SecretBuffer> Core::ResolvePin(const std::optional<SecretBuffer>& pin) const {
@@ -47,7 +59,7 @@ Result<SecretBuffer> Core::ResolvePin(const std::optional<SecretBuffer>& pin) co
   }
   if (source.pin) return SecretBuffer::CopyFrom(*source.pin);
   return InvalidArgument(
-      "no HSM PIN: configure hsm.pin_file or hsm.pin_env, or send it as \"key\" to sys/unseal");
+      "no HSM PIN: configure hsm.pin_file or hsm.pin_env, or send the PIN in the request body");
 }
 
 Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
@@ -69,9 +81,10 @@ Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
 
   KW_ASSIGN_OR_RETURN(state->barrier, Barrier::Load(*state->token));
   KW_ASSIGN_OR_RETURN(hsm::KeyHandle hmac_key, state->token->FindKey(kAuditHmacKeyLabel));
-  KW_ASSIGN_OR_RETURN(state->audit,
-                      audit::AuditLog::Open(storage_, *state->token, hmac_key, clock_));
-  state->tokens = std::make_unique<auth::TokenStore>(storage_);
+  // An initialised vault recorded its initialisation, so its log is never empty.
+  KW_ASSIGN_OR_RETURN(state->audit, audit::AuditLog::Open(storage_, *state->token, hmac_key,
+                                                          clock_, /*require_head=*/!create_keys));
+  state->tokens = std::make_unique<auth::TokenStore>(storage_, *state->barrier);
   KW_RETURN_IF_ERROR(state->tokens->Load());
   state->secret = std::make_unique<kv::KvEngine>("secret", storage_, *state->barrier, clock_);
   return state;
@@ -90,11 +103,22 @@ Result<InitResult> Core::Initialize(const std::optional<SecretBuffer>& root_toke
   result.root_token = root_token_id ? SecretBuffer::CopyFrom(root_token_id->Reveal())
                                     : auth::GenerateToken();
   storage::WriteBatch batch;
-  result.root_accessor = state->tokens->StageRootToken(result.root_token, batch);
+  KW_ASSIGN_OR_RETURN(result.root_accessor,
+                      state->tokens->StageRootToken(result.root_token, batch));
   const std::string marker =
       nlohmann::json{{"initialized_time", FormatRfc3339(clock_.Now())}}.dump();
   batch.Expect(std::string(kInitKey), std::nullopt);
   batch.Put(std::string(kInitKey), Bytes(marker.begin(), marker.end()));
+  // The first audit record: from here on the log has a head, and an erased log shows.
+  audit::AuditEntry entry;
+  entry.request_id = RandomUuid();
+  entry.time = clock_.Now();
+  entry.accessor = result.root_accessor;
+  entry.operation = "update";
+  entry.method = "PUT";
+  entry.path = "sys/init";
+  entry.status = 200;
+  KW_RETURN_IF_ERROR(state->audit->Attach(entry, batch));
   KW_RETURN_IF_ERROR(storage_.Commit(std::move(batch)));
   KW_RETURN_IF_ERROR(state->tokens->Load());
 
@@ -111,18 +135,25 @@ Status Core::Unseal(const std::optional<SecretBuffer>& pin) {
   if (!sealed()) return OkStatus();
   KW_ASSIGN_OR_RETURN(bool initialized, IsInitialized());
   if (!initialized) return FailedPrecondition("Vault is not initialized");
+  // The configured PIN must not let an anonymous caller undo an operator's seal.
+  if (operator_sealed_ && (!pin || pin->empty())) {
+    return InvalidArgument(
+        "the vault was sealed by an operator: send the HSM PIN as \"key\", or restart the server");
+  }
   KW_ASSIGN_OR_RETURN(SecretBuffer resolved_pin, ResolvePin(pin));
   KW_ASSIGN_OR_RETURN(auto state, OpenState(resolved_pin, /*create_keys=*/false));
   {
     std::lock_guard lock(state_mutex_);
     state_ = std::move(state);
   }
+  operator_sealed_ = false;
   log::Info("vault unsealed", {{"token_label", config_.token.token_label}});
   return OkStatus();
 }
 
 void Core::Seal() {
   std::lock_guard transition(transition_mutex_);
+  operator_sealed_ = true;
   std::shared_ptr<UnsealedState> dropped;
   {
     std::lock_guard lock(state_mutex_);
@@ -138,7 +169,8 @@ Result<InitResult> Core::ResetRootToken(const std::optional<SecretBuffer>& root_
   result.root_token = root_token_id ? SecretBuffer::CopyFrom(root_token_id->Reveal())
                                     : auth::GenerateToken();
   storage::WriteBatch batch;
-  result.root_accessor = state->tokens->StageRootToken(result.root_token, batch);
+  KW_ASSIGN_OR_RETURN(result.root_accessor,
+                      state->tokens->StageRootToken(result.root_token, batch));
   KW_RETURN_IF_ERROR(storage_.Commit(std::move(batch)));
   KW_RETURN_IF_ERROR(state->tokens->Load());
   log::Info("root token replaced", {{log::kAccessor, result.root_accessor}});

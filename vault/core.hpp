@@ -64,7 +64,8 @@ class Core {
   Result<InitResult> Initialize(const std::optional<SecretBuffer>& root_token_id,
                                 const std::optional<SecretBuffer>& pin);
 
-  // Logs in to the HSM with `pin`, or with the configured PIN source when `pin` is empty.
+  // Logs in to the HSM with `pin`, or with the configured PIN source when `pin` is empty and
+  // no operator sealed the vault since start-up (after Seal, only `pin` or a restart unseals).
   // Succeeds at once when already unsealed. failed_precondition when not initialised;
   // permission_denied for a wrong PIN; invalid_argument when no PIN is available.
   Status Unseal(const std::optional<SecretBuffer>& pin);
@@ -91,6 +92,7 @@ class Core {
   storage::Storage& storage_;
   const Clock& clock_;
   std::mutex transition_mutex_;  // serialises init, unseal and seal
+  bool operator_sealed_ = false;  // guarded by transition_mutex_; set by Seal, cleared by unseal
   mutable std::mutex state_mutex_;
   std::shared_ptr<UnsealedState> state_;  // guarded by state_mutex_; null when sealed
 };

@@ -200,8 +200,7 @@ class BeastHttpServer final : public HttpServer {
       socket.set_option(tcp::no_delay(true), ignored);
       std::string address = AddressText(remote.address());
       if (state_->TryAcquireConnectionSlot(address)) {
-        detail::MakeConnection(state_, std::move(socket), std::move(address), remote.port())
-            ->Start();
+        StartConnection(std::move(socket), std::move(address), remote.port());
       } else {
         state_->rejection_log().Warn(
             "http listener: connection rejected because a connection limit is reached",
@@ -212,6 +211,27 @@ class BeastHttpServer final : public HttpServer {
       }
     }
     Accept();
+  }
+
+  // Creates and starts a connection. An exception here (such as SSL_new failing for lack of
+  // memory) must not escape, because the accept loop would then stop.
+  void StartConnection(tcp::socket socket, std::string address, std::uint16_t port) {
+    std::shared_ptr<detail::ConnectionBase> connection;
+    try {
+      connection = detail::MakeConnection(state_, std::move(socket), address, port);
+    } catch (const std::exception& e) {
+      // No connection object exists to release the slot when destroyed.
+      state_->ReleaseConnectionSlot(address);
+      accept_error_log_.Warn("http listener: setting up a connection failed",
+                             {{log::kAddress, address}, {log::kError, e.what()}});
+      return;
+    }
+    try {
+      connection->Start();
+    } catch (const std::exception& e) {
+      accept_error_log_.Warn("http listener: starting a connection failed",
+                             {{log::kAddress, address}, {log::kError, e.what()}});
+    }
   }
 
   // Sends a best-effort 503 on plain HTTP (a fresh socket's send buffer takes it whole without

@@ -164,7 +164,21 @@ TEST_SUITE("e2e/server") {
     CHECK(BodyOf(status)["initialized"] == true);
     CHECK(RunStatus(server.port()).exit_code == 2);
 
-    auto unsealed = server.AnonymousClient()->Put("/v1/sys/unseal", "", "application/json");
+    // After an operator's seal, the configured PIN alone does not unseal: the caller must
+    // know the PIN.
+    auto anonymous = server.AnonymousClient()->Put("/v1/sys/unseal", "", "application/json");
+    CHECK(StatusOf(anonymous) == 400);
+    auto wrong_pin = server.AnonymousClient()->Put("/v1/sys/unseal", R"({"key":"0000"})",
+                                                   "application/json");
+    CHECK(StatusOf(wrong_pin) == 400);
+    CHECK(StatusOf(client->Get("/v1/sys/health")) == 503);
+
+    std::ifstream pin_file(server.data_dir() / "hsm-pin");
+    std::string pin;
+    std::getline(pin_file, pin);
+    REQUIRE_FALSE(pin.empty());
+    const std::string unseal_body = json({{"key", pin}}).dump();
+    auto unsealed = server.AnonymousClient()->Put("/v1/sys/unseal", unseal_body, "application/json");
     REQUIRE(StatusOf(unsealed) == 200);
     CHECK(BodyOf(unsealed)["sealed"] == false);
     CHECK(ReadSecretData(*client, "sealed/one") == json({{"k", "v"}}));

@@ -116,6 +116,48 @@ TEST_SUITE("e2e/tamper") {
     }
   }
 
+  TEST_CASE("erased audit log is detected") {
+    DevServer server;
+    REQUIRE(server.Start());
+    REQUIRE(StatusOf(WriteSecret(*server.Client(), "erase/a", {{"v", "x"}})) == 200);
+    REQUIRE(server.Stop() == 0);
+    {
+      Database db(server.db_path());
+      REQUIRE(db.Exec("DELETE FROM kv WHERE key LIKE 'sys/audit/%'"));
+    }
+
+    REQUIRE(server.Restart(std::string(kRootToken)));
+    auto client = server.Client();
+    auto verify = client->Get("/v1/sys/audit/verify");
+    REQUIRE(StatusOf(verify) == 200);
+    const json report = BodyOf(verify)["data"];
+    CHECK(report["ok"] == false);
+    CHECK(report["reason"].get<std::string>().find("erased") != std::string::npos);
+    // Fail closed: nothing else is served while the log cannot record it.
+    CHECK(StatusOf(client->Get("/v1/secret/data/erase/a")) == 500);
+  }
+
+  TEST_CASE("deleted init marker does not reopen init") {
+    DevServer server;
+    REQUIRE(server.Start());
+    REQUIRE(StatusOf(WriteSecret(*server.Client(), "init/a", {{"v", "x"}})) == 200);
+    REQUIRE(server.Stop() == 0);
+    {
+      Database db(server.db_path());
+      REQUIRE(db.Delete("sys/init"));
+    }
+
+    REQUIRE(server.Restart(std::string(kRootToken)));
+    auto anonymous = server.AnonymousClient();
+    auto init = anonymous->Get("/v1/sys/init");
+    REQUIRE(StatusOf(init) == 200);
+    CHECK(BodyOf(init)["initialized"] == true);
+    auto again = anonymous->Put("/v1/sys/init", "{}", "application/json");
+    CHECK(StatusOf(again) == 400);
+    REQUIRE(again);
+    CHECK(again->body.find("root_token") == std::string::npos);
+  }
+
   TEST_CASE("swapped ciphertext rows fail to decrypt") {
     DevServer server;
     REQUIRE(server.Start());

@@ -24,12 +24,20 @@ struct LoadedHead {
 
 // Reads the head and the last record and checks that they agree. A disagreement is reported
 // in `problem`, not as an error, so that the server can start and report it.
-Result<LoadedHead> LoadHead(storage::Storage& storage, hsm::Token& token, hsm::KeyHandle key) {
+// The problem an initialised vault's log reports when it has neither head nor records.
+constexpr std::string_view kErasedProblem =
+    "log erased: the vault is initialised but the audit log has no head and no records";
+
+Result<LoadedHead> LoadHead(storage::Storage& storage, hsm::Token& token, hsm::KeyHandle key,
+                            bool require_head) {
   LoadedHead loaded;
   KW_ASSIGN_OR_RETURN(const std::optional<Bytes> head_bytes, storage.Get(detail::kHeadKey));
   KW_ASSIGN_OR_RETURN(const std::optional<storage::Entry> last, storage.Last(detail::kLogPrefix));
   if (head_bytes) loaded.stored = std::string(AsText(*head_bytes));
-  if (!head_bytes && !last) return loaded;  // an empty log
+  if (!head_bytes && !last) {
+    if (require_head) loaded.problem = std::string(kErasedProblem);
+    return loaded;  // an empty log
+  }
   if (!head_bytes) {
     loaded.problem = "head missing although records exist";
     return loaded;
@@ -186,14 +194,21 @@ Result<std::string> AuditLogImpl::Hash(std::string_view value) {
 Result<VerifyReport> AuditLogImpl::Verify() {
   Result<VerifyReport> report = detail::VerifyChain(storage_, token_, hmac_key_);
   if (!report) return tl::unexpected(report.error().WithContext("audit log: verify"));
+  // An empty chain verifies by itself; only Open knows that this log must not be empty.
+  if (report->ok && report->records_checked == 0 && head_problem_ == kErasedProblem) {
+    report->ok = false;
+    report->first_broken_sequence = 1;
+    report->reason = head_problem_;
+  }
   return report;
 }
 
 }  // namespace
 
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(storage::Storage& storage, hsm::Token& token,
-                                                 hsm::KeyHandle hmac_key, const Clock& clock) {
-  Result<LoadedHead> loaded = LoadHead(storage, token, hmac_key);
+                                                 hsm::KeyHandle hmac_key, const Clock& clock,
+                                                 bool require_head) {
+  Result<LoadedHead> loaded = LoadHead(storage, token, hmac_key, require_head);
   if (!loaded) return tl::unexpected(loaded.error().WithContext("audit log: open"));
   if (!loaded->problem.empty()) {
     log::Error("audit log head does not match its records; appends will be rejected",

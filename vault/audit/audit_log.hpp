@@ -51,14 +51,12 @@ struct VerifyReport {
 class AuditLog {
  public:
   // Loads the chain head from `storage`. `hmac_key` is the HSM key for value HMACs and the
-  // head MAC. All references must outlive the log, and the log must outlive every batch it
-  // attached to. One AuditLog per Storage: appends start from the head loaded here.
-  // When the stored head and the last record disagree, or the head MAC is invalid, Open still
-  // succeeds so that the server can start and report it. It logs an error, Verify reports the
-  // damage, and Attach fails with data_loss, because a new head MAC would hide the evidence.
-  // Open fails only when storage or the HSM fail.
+  // head MAC. With `require_head` (an initialised vault, whose initialisation was recorded),
+  // a log without head and records counts as erased: appends are rejected and Verify reports
+  // it. All references must outlive the log.
   static Result<std::unique_ptr<AuditLog>> Open(storage::Storage& storage, hsm::Token& token,
-                                                hsm::KeyHandle hmac_key, const Clock& clock);
+                                                hsm::KeyHandle hmac_key, const Clock& clock,
+                                                bool require_head = false);
 
   virtual ~AuditLog() = default;
 

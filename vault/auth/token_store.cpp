@@ -10,6 +10,7 @@ namespace kw::vault::auth {
 namespace {
 
 constexpr std::string_view kRootTokenKey = "sys/token/root";
+constexpr std::string_view kRootTokenAad = "keyward:token:root";
 
 }  // namespace
 
@@ -19,8 +20,9 @@ Status TokenStore::Load() {
   root_hash_.reset();
   root_accessor_.clear();
   if (!stored) return OkStatus();
+  KW_ASSIGN_OR_RETURN(SecretBuffer plain, barrier_.Decrypt(*stored, kRootTokenAad));
   try {
-    const auto record = nlohmann::json::parse(AsText(*stored));
+    const auto record = nlohmann::json::parse(plain.RevealText());
     auto hash = FromHex(record.at("hash").get<std::string>());
     if (!hash || hash->size() != crypto_hash_sha256_BYTES) {
       return DataLoss("root token record has an invalid hash");
@@ -33,13 +35,14 @@ Status TokenStore::Load() {
   return OkStatus();
 }
 
-std::string TokenStore::StageRootToken(const SecretBuffer& token, storage::WriteBatch& batch) {
+Result<std::string> TokenStore::StageRootToken(const SecretBuffer& token,
+                                               storage::WriteBatch& batch) {
   const std::string accessor = GenerateAccessor();
   const nlohmann::json record = {{"hash", HashToken(token.RevealText())},
                                  {"accessor", accessor},
                                  {"policies", {"root"}}};
-  const std::string encoded = record.dump();
-  batch.Put(std::string(kRootTokenKey), Bytes(encoded.begin(), encoded.end()));
+  KW_ASSIGN_OR_RETURN(Bytes sealed, barrier_.Encrypt(AsBytes(record.dump()), kRootTokenAad));
+  batch.Put(std::string(kRootTokenKey), std::move(sealed));
   return accessor;
 }
 

@@ -42,17 +42,23 @@ std::string KvEngine::DataAad(std::string_view path, std::int64_t version) const
   return "keyward:kv-data:" + mount_ + ":" + std::string(path) + ":" + std::to_string(version);
 }
 
+// The mount config is encrypted like every other record: whoever can write the database
+// must not be able to change max_versions or cas_required behind the API.
 Result<MountConfig> KvEngine::ReadConfig() {
   KW_ASSIGN_OR_RETURN(auto stored, storage_.Get("kv/" + mount_ + "/config"));
   if (!stored) return MountConfig{};
-  return DecodeConfig(AsText(*stored));
+  KW_ASSIGN_OR_RETURN(SecretBuffer plain, barrier_.Decrypt(*stored, ConfigAad()));
+  return DecodeConfig(plain.RevealText());
 }
 
 Status KvEngine::WriteConfig(const MountConfig& config, storage::WriteBatch& batch) {
   const std::string encoded = EncodeConfig(config);
-  batch.Put("kv/" + mount_ + "/config", Bytes(encoded.begin(), encoded.end()));
+  KW_ASSIGN_OR_RETURN(Bytes sealed, barrier_.Encrypt(AsBytes(encoded), ConfigAad()));
+  batch.Put("kv/" + mount_ + "/config", std::move(sealed));
   return OkStatus();
 }
+
+std::string KvEngine::ConfigAad() const { return "keyward:kv-config:" + mount_; }
 
 Result<KvEngine::LoadedMetadata> KvEngine::LoadMetadata(std::string_view path) {
   LoadedMetadata loaded;

@@ -137,6 +137,7 @@ class KvEngine {
   std::string MetadataKey(std::string_view path) const;
   std::string DataKey(std::string_view path, std::int64_t version) const;
   std::string MetadataAad(std::string_view path) const;
+  std::string ConfigAad() const;
   std::string DataAad(std::string_view path, std::int64_t version) const;
 
   const std::string mount_;

@@ -72,7 +72,7 @@ TEST_SUITE("api/router") {
     CHECK(read.body.find("\"k\":\"v\"") != std::string::npos);
     auto records = env.inner->Scan("sys/audit/log/", "", 100);
     REQUIRE(records.has_value());
-    CHECK(records->size() == 2);
+    CHECK(records->size() == 3);  // sys/init, the write and the read
   }
 
   TEST_CASE("unrecordable request fails closed") {
@@ -101,9 +101,33 @@ TEST_SUITE("api/router") {
     CHECK(read.body.find("Vault is sealed") != std::string::npos);
     auto health = env.Send("GET", "/v1/sys/health");
     CHECK(health.status == 503);
-    auto unsealed = env.Send("PUT", "/v1/sys/unseal");
+    auto anonymous = env.Send("PUT", "/v1/sys/unseal");
+    CHECK(anonymous.status == 400);
+    CHECK(anonymous.body.find("sealed by an operator") != std::string::npos);
+    auto wrong = env.Send("PUT", "/v1/sys/unseal", R"({"key":"0000"})");
+    CHECK(wrong.status == 400);
+    const std::string body =
+        R"({"key":")" + std::string(env.hsm.pin().RevealText()) + R"("})";
+    auto unsealed = env.Send("PUT", "/v1/sys/unseal", body);
     CHECK(unsealed.status == 200);
     CHECK(env.Send("GET", "/v1/sys/health").status == 200);
+  }
+
+  TEST_CASE("unauthenticated body is not parsed") {
+    RouterEnv env;
+    kw::api::HttpRequest request;
+    request.method = "POST";
+    request.target = "/v1/secret/data/app";
+    request.body = R"({"data":{"pw":"do-not-record-me"}})";
+    request.remote_address = "127.0.0.1";
+    auto response = env.router->Handle(request);
+    CHECK(response.status == 403);
+    auto last = env.inner->Last("sys/audit/log/");
+    REQUIRE(last.has_value());
+    REQUIRE(last->has_value());
+    const auto record = nlohmann::json::parse(kw::AsText((*last)->value));
+    CHECK(record.at("status") == 403);
+    CHECK(record.at("request").is_null());
   }
 
   TEST_CASE("errors never echo secret values") {

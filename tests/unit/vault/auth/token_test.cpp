@@ -26,20 +26,21 @@ TEST_SUITE("vault/auth") {
 
   TEST_CASE("root token authenticates and others do not") {
     kw::testing::VaultTestEnv env;
-    kw::vault::auth::TokenStore store(*env.store);
+    kw::vault::auth::TokenStore store(*env.store, *env.barrier);
     REQUIRE(store.Load().has_value());
     CHECK_FALSE(store.Authenticate("anything").has_value());
 
     kw::storage::WriteBatch batch;
-    const std::string accessor =
+    auto accessor =
         store.StageRootToken(kw::SecretBuffer::CopyFrom(std::string_view("root-id")), batch);
+    REQUIRE(accessor.has_value());
     REQUIRE(env.store->Commit(std::move(batch)).has_value());
     REQUIRE(store.Load().has_value());
 
     auto identity = store.Authenticate("root-id");
     REQUIRE(identity.has_value());
     CHECK(identity->root);
-    CHECK(identity->accessor == accessor);
+    CHECK(identity->accessor == *accessor);
 
     auto wrong = store.Authenticate("root-ie");
     REQUIRE_FALSE(wrong.has_value());
@@ -51,14 +52,36 @@ TEST_SUITE("vault/auth") {
 
   TEST_CASE("root token stored only as hash") {
     kw::testing::VaultTestEnv env;
-    kw::vault::auth::TokenStore store(*env.store);
+    kw::vault::auth::TokenStore store(*env.store, *env.barrier);
     kw::storage::WriteBatch batch;
-    store.StageRootToken(kw::SecretBuffer::CopyFrom(std::string_view("plain-root-token-value")),
-                         batch);
+    REQUIRE(store.StageRootToken(
+        kw::SecretBuffer::CopyFrom(std::string_view("plain-root-token-value")), batch));
     REQUIRE(env.store->Commit(std::move(batch)).has_value());
     auto stored = env.store->Get("sys/token/root");
     REQUIRE(stored.has_value());
     REQUIRE(stored->has_value());
     CHECK(kw::AsText(**stored).find("plain-root-token-value") == std::string_view::npos);
+    const std::string hash = kw::vault::auth::HashToken("plain-root-token-value");
+    CHECK(kw::AsText(**stored).find(hash) == std::string_view::npos);
+  }
+
+  TEST_CASE("tampered root record fails to load") {
+    kw::testing::VaultTestEnv env;
+    kw::vault::auth::TokenStore store(*env.store, *env.barrier);
+    kw::storage::WriteBatch batch;
+    REQUIRE(store.StageRootToken(kw::SecretBuffer::CopyFrom(std::string_view("root-id")), batch));
+    REQUIRE(env.store->Commit(std::move(batch)).has_value());
+    auto stored = env.store->Get("sys/token/root");
+    REQUIRE(stored.has_value());
+    REQUIRE(stored->has_value());
+    kw::Bytes edited = **stored;
+    edited.back() ^= 1;
+    kw::storage::WriteBatch tamper;
+    tamper.Put("sys/token/root", edited);
+    REQUIRE(env.store->Commit(std::move(tamper)).has_value());
+    auto loaded = store.Load();
+    REQUIRE_FALSE(loaded.has_value());
+    CHECK(loaded.error().code() == kw::Code::kDataLoss);
+    CHECK_FALSE(store.Authenticate("root-id").has_value());
   }
 }
