@@ -22,7 +22,7 @@ inline constexpr int kMaxJsonDepth = 64;
 // Maximum number of values (objects, arrays, strings, numbers, ...) in a request body, so that
 // a body within the size limit cannot expand into gigabytes of parsed objects.
 inline constexpr std::size_t kMaxJsonValues = 100'000;
-// Longest duration a field accepts: 100 years, far from where time arithmetic overflows.
+// Maximum duration a field accepts: 100 years, far from where time arithmetic overflows.
 inline constexpr std::chrono::seconds kMaxDuration{100LL * 365 * 24 * 3600};
 
 // Parses a request body. Empty text gives null. invalid_argument for malformed JSON (naming

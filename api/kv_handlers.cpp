@@ -81,12 +81,11 @@ Result<Reply> ReadData(RequestContext& c, KvEngine& kv, std::string_view path) {
   return Reply{200, Envelope(c, {{"data", std::move(data)}, {"metadata", std::move(metadata)}})};
 }
 
+bool IsMergePatch(const RequestContext& c);
+Reply UnsupportedMediaType();
+
 Result<Reply> PatchData(RequestContext& c, KvEngine& kv, std::string_view path) {
-  const auto content_type = c.http.Header("content-type");
-  if (!content_type || content_type->find("application/merge-patch+json") == std::string_view::npos) {
-    return Reply{415, {{"errors", {"unsupported media type: PATCH needs Content-Type "
-                                   "application/merge-patch+json"}}}};
-  }
+  if (!IsMergePatch(c)) return UnsupportedMediaType();
   if (!c.body.is_object() || !c.body.contains("data")) {
     return InvalidArgument("no data provided: the body needs a \"data\" object");
   }
@@ -160,6 +159,72 @@ Result<vault::kv::MetadataUpdate> ReadMetadataUpdate(const nlohmann::json& body)
   return update;
 }
 
+bool IsMergePatch(const RequestContext& c) {
+  const auto content_type = c.http.Header("content-type");
+  return content_type &&
+         content_type->find("application/merge-patch+json") != std::string_view::npos;
+}
+
+Reply UnsupportedMediaType() {
+  return ErrorReply(415, {"unsupported media type: PATCH needs Content-Type "
+                          "application/merge-patch+json"});
+}
+
+// Merges the body into an existing secret's settings, as Vault's metadata PATCH does: fields
+// that are present replace the stored ones, and custom_metadata is merged key by key, a null
+// value removing its key.
+Result<Reply> PatchMetadata(RequestContext& c, KvEngine& kv, std::string_view path) {
+  if (!IsMergePatch(c)) return UnsupportedMediaType();
+  auto current = kv.ReadMetadata(path);
+  if (!current && current.error().code() == Code::kNotFound) return NotFoundReply();
+  if (!current) return tl::unexpected(current.error());
+
+  nlohmann::json body = c.body.is_object() ? c.body : nlohmann::json::object();
+  nlohmann::json custom = nlohmann::json(current->custom_metadata);
+  const bool patches_custom = body.contains("custom_metadata");
+  if (patches_custom) {
+    if (!body["custom_metadata"].is_object() && !body["custom_metadata"].is_null()) {
+      return InvalidArgument("invalid type for field \"custom_metadata\": expected an object");
+    }
+    custom.merge_patch(body["custom_metadata"]);
+    body["custom_metadata"] = custom.is_null() ? nlohmann::json::object() : custom;
+  }
+  KW_ASSIGN_OR_RETURN(auto update, ReadMetadataUpdate(body));
+  KW_RETURN_IF_ERROR(kv.WriteMetadata(path, update, c.batch));
+  return Reply{204, nullptr};
+}
+
+// Replaces every leaf of `data` with null below `depth` levels (0: no limit), as Vault's
+// subkeys endpoint shows a secret's shape without its values.
+nlohmann::json Subkeys(const nlohmann::json& data, std::int64_t depth, std::int64_t level) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [key, value] : data.items()) {
+    const bool descend = value.is_object() && !value.empty() && (depth == 0 || level < depth);
+    out[key] = descend ? Subkeys(value, depth, level + 1) : nlohmann::json(nullptr);
+  }
+  return out;
+}
+
+Result<Reply> HandleSubkeys(RequestContext& c, KvEngine& kv, std::string_view path) {
+  KW_RETURN_IF_ERROR(RequireSecretPath(path));
+  if (c.operation != "read") return MethodNotAllowed(c);
+  std::int64_t depth = 0;
+  if (auto text = c.Query("depth")) {
+    auto parsed = ParseNonNegative(*text);
+    if (!parsed) {
+      return InvalidArgument(
+          "invalid value for query parameter \"depth\": expected a non-negative integer");
+    }
+    depth = *parsed;
+  }
+  KW_ASSIGN_OR_RETURN(Reply read, ReadData(c, kv, path));
+  if (read.status != 200) return read;
+  nlohmann::json& data = read.body["data"];
+  data["subkeys"] = Subkeys(data["data"], depth, 1);
+  data.erase("data");
+  return read;
+}
+
 Result<Reply> HandleMetadata(RequestContext& c, KvEngine& kv, std::string_view path) {
   if (c.operation == "list") {
     std::string prefix(path);
@@ -185,6 +250,7 @@ Result<Reply> HandleMetadata(RequestContext& c, KvEngine& kv, std::string_view p
     KW_RETURN_IF_ERROR(kv.DeleteMetadata(path, c.batch));
     return Reply{204, nullptr};
   }
+  if (c.method == "PATCH") return PatchMetadata(c, kv, path);
   return MethodNotAllowed(c);
 }
 
@@ -241,6 +307,7 @@ Result<Reply> HandleKv(RequestContext& c) {
 
   if (action == "data") return HandleData(c, kv, path);
   if (action == "metadata") return HandleMetadata(c, kv, path);
+  if (action == "subkeys") return HandleSubkeys(c, kv, path);
   if (action == "delete" || action == "undelete" || action == "destroy") {
     return HandleVersions(c, kv, action, path);
   }

@@ -28,7 +28,7 @@ int StatusParameter(const ParsedTarget& target, std::string_view name, int fallb
 }
 
 nlohmann::json SealStatus(vault::Core& core, bool initialized) {
-  return {{"type", "pkcs11"},
+  nlohmann::json status = {{"type", "pkcs11"},
           {"initialized", initialized},
           {"sealed", core.sealed()},
           {"t", 1},
@@ -40,6 +40,12 @@ nlohmann::json SealStatus(vault::Core& core, bool initialized) {
           {"migration", false},
           {"recovery_seal", false},
           {"storage_type", "sqlite"}};
+  // Vault adds the cluster fields once unsealed.
+  if (!core.sealed()) {
+    status["cluster_name"] = "keyward";
+    status["cluster_id"] = "";
+  }
+  return status;
 }
 
 Reply Health(vault::Core& core, const HttpRequest& http, const ParsedTarget& target,

@@ -41,8 +41,10 @@ struct RouterEnv {
     std::filesystem::remove_all(dir, ignored);
   }
 
-  kw::api::HttpResponse Send(std::string method, std::string target, std::string body = "") {
+  kw::api::HttpResponse Send(std::string method, std::string target, std::string body = "",
+                             std::string content_type = "") {
     kw::api::HttpRequest request;
+    if (!content_type.empty()) request.headers.emplace_back("content-type", content_type);
     request.method = std::move(method);
     request.target = std::move(target);
     request.body = std::move(body);
@@ -111,6 +113,45 @@ TEST_SUITE("api/router") {
     auto unsealed = env.Send("PUT", "/v1/sys/unseal", body);
     CHECK(unsealed.status == 200);
     CHECK(env.Send("GET", "/v1/sys/health").status == 200);
+  }
+
+  TEST_CASE("metadata patch merges custom metadata") {
+    RouterEnv env;
+    CHECK(env.Send("POST", "/v1/secret/metadata/m",
+                   R"({"max_versions":4,"custom_metadata":{"a":"1","b":"2"}})")
+              .status == 204);
+    CHECK(env.Send("PATCH", "/v1/secret/metadata/m", R"({"cas_required":true})").status == 415);
+    CHECK(env.Send("PATCH", "/v1/secret/metadata/m",
+                   R"({"cas_required":true,"custom_metadata":{"a":null,"c":"3"}})",
+                   "application/merge-patch+json")
+              .status == 204);
+    const auto read = env.Send("GET", "/v1/secret/metadata/m");
+    REQUIRE(read.status == 200);
+    const auto data = nlohmann::json::parse(read.body)["data"];
+    CHECK(data["max_versions"] == 4);
+    CHECK(data["cas_required"] == true);
+    CHECK(data["custom_metadata"] == nlohmann::json({{"b", "2"}, {"c", "3"}}));
+    CHECK(env.Send("PATCH", "/v1/secret/metadata/none", "{}", "application/merge-patch+json")
+              .status == 404);
+  }
+
+  TEST_CASE("subkeys hide values") {
+    RouterEnv env;
+    CHECK(env.Send("POST", "/v1/secret/data/s",
+                   R"({"data":{"user":"u","db":{"password":"p","nested":{"x":"y"}}}})")
+              .status == 200);
+    const auto all = env.Send("GET", "/v1/secret/subkeys/s");
+    REQUIRE(all.status == 200);
+    CHECK(all.body.find("\"p\"") == std::string::npos);
+    const auto data = nlohmann::json::parse(all.body)["data"];
+    CHECK(data["subkeys"] ==
+          nlohmann::json::parse(R"({"user":null,"db":{"password":null,"nested":{"x":null}}})"));
+    CHECK(data["metadata"]["version"] == 1);
+    const auto shallow = env.Send("GET", "/v1/secret/subkeys/s?depth=1");
+    REQUIRE(shallow.status == 200);
+    CHECK(nlohmann::json::parse(shallow.body)["data"]["subkeys"] ==
+          nlohmann::json::parse(R"({"user":null,"db":null})"));
+    CHECK(env.Send("GET", "/v1/secret/subkeys/missing").status == 404);
   }
 
   TEST_CASE("unauthenticated body is not parsed") {
