@@ -296,6 +296,11 @@ class Connection final : public ConnectionBase {
   // After a header_limit error the parser has consumed nothing, so the buffer still starts with
   // the request line. Returns true when its target alone is over max_url_bytes.
   bool RequestLineExceedsUrlLimit() const {
+    // Beast parses the request line as soon as it is complete and consumes it from the
+    // buffer, so once the parser has a target the buffer holds header fields, not the line.
+    if (parser_.has_value() && !parser_->get().target().empty()) {
+      return parser_->get().target().size() > options_.max_url_bytes;
+    }
     const auto data = buffer_.data();
     const std::string_view received(static_cast<const char*>(data.data()), data.size());
     const std::size_t line_end = received.find('\n');
