@@ -39,6 +39,16 @@ Result<SecretBuffer> ReadPinFile(const std::string& path) {
 
 // Any record at all counts: deleting the init marker must not let anyone initialise again
 // and get a root token for the data that is still there.
+Result<InitResult> Core::StageRootToken(UnsealedState& state,
+                                        const std::optional<SecretBuffer>& root_token_id,
+                                        storage::WriteBatch& batch) {
+  InitResult result;
+  result.root_token = root_token_id ? SecretBuffer::CopyFrom(root_token_id->Reveal())
+                                    : auth::GenerateToken();
+  KW_ASSIGN_OR_RETURN(result.root_accessor, state.tokens->StageRootToken(result.root_token, batch));
+  return result;
+}
+
 Result<bool> Core::IsInitialized() {
   KW_ASSIGN_OR_RETURN(auto marker, storage_.Get(kInitKey));
   if (marker) return true;
@@ -99,12 +109,8 @@ Result<InitResult> Core::Initialize(const std::optional<SecretBuffer>& root_toke
   KW_ASSIGN_OR_RETURN(SecretBuffer resolved_pin, ResolvePin(pin));
   KW_ASSIGN_OR_RETURN(auto state, OpenState(resolved_pin, /*create_keys=*/true));
 
-  InitResult result;
-  result.root_token = root_token_id ? SecretBuffer::CopyFrom(root_token_id->Reveal())
-                                    : auth::GenerateToken();
   storage::WriteBatch batch;
-  KW_ASSIGN_OR_RETURN(result.root_accessor,
-                      state->tokens->StageRootToken(result.root_token, batch));
+  KW_ASSIGN_OR_RETURN(InitResult result, StageRootToken(*state, root_token_id, batch));
   const std::string marker =
       nlohmann::json{{"initialized_time", FormatRfc3339(clock_.Now())}}.dump();
   batch.Expect(std::string(kInitKey), std::nullopt);
@@ -165,12 +171,8 @@ void Core::Seal() {
 Result<InitResult> Core::ResetRootToken(const std::optional<SecretBuffer>& root_token_id) {
   std::lock_guard transition(transition_mutex_);
   KW_ASSIGN_OR_RETURN(auto state, Acquire());
-  InitResult result;
-  result.root_token = root_token_id ? SecretBuffer::CopyFrom(root_token_id->Reveal())
-                                    : auth::GenerateToken();
   storage::WriteBatch batch;
-  KW_ASSIGN_OR_RETURN(result.root_accessor,
-                      state->tokens->StageRootToken(result.root_token, batch));
+  KW_ASSIGN_OR_RETURN(InitResult result, StageRootToken(*state, root_token_id, batch));
   KW_RETURN_IF_ERROR(storage_.Commit(std::move(batch)));
   KW_RETURN_IF_ERROR(state->tokens->Load());
   log::Info("root token replaced", {{log::kAccessor, result.root_accessor}});

@@ -87,6 +87,10 @@ class Core {
  private:
   Result<SecretBuffer> ResolvePin(const std::optional<SecretBuffer>& pin) const;
   Result<std::shared_ptr<UnsealedState>> OpenState(const SecretBuffer& pin, bool create_keys);
+  // Adds a new root token (`root_token_id`, else random) to `batch`.
+  Result<InitResult> StageRootToken(UnsealedState& state,
+                                    const std::optional<SecretBuffer>& root_token_id,
+                                    storage::WriteBatch& batch);
 
   const CoreConfig config_;
   storage::Storage& storage_;

@@ -80,6 +80,13 @@ Status KvEngine::StoreMetadata(std::string_view path, const LoadedMetadata& load
   return OkStatus();
 }
 
+SecretMetadata KvEngine::MetadataOrNew(const LoadedMetadata& loaded, TimePoint now) {
+  if (loaded.metadata) return *loaded.metadata;
+  SecretMetadata created;
+  created.created_time = now;
+  return created;
+}
+
 Result<ReadResult> KvEngine::Read(std::string_view path, std::int64_t version) {
   KW_ASSIGN_OR_RETURN(LoadedMetadata loaded, LoadMetadata(path));
   if (!loaded.metadata) return NotFound("no secret at path " + std::string(path));
@@ -109,12 +116,7 @@ Result<WriteResult> KvEngine::Write(std::string_view path, const SecretBuffer& d
   KW_ASSIGN_OR_RETURN(MountConfig config, ReadConfig());
   KW_ASSIGN_OR_RETURN(LoadedMetadata loaded, LoadMetadata(path));
   const TimePoint now = clock_.Now();
-  SecretMetadata metadata;
-  if (loaded.metadata) {
-    metadata = *loaded.metadata;
-  } else {
-    metadata.created_time = now;
-  }
+  SecretMetadata metadata = MetadataOrNew(loaded, now);
 
   // Vault's texts, so clients that match on them keep working.
   if ((config.cas_required || metadata.cas_required) && !cas) {
@@ -159,12 +161,7 @@ Status KvEngine::WriteMetadata(std::string_view path, const MetadataUpdate& upda
                                storage::WriteBatch& batch) {
   KW_ASSIGN_OR_RETURN(LoadedMetadata loaded, LoadMetadata(path));
   const TimePoint now = clock_.Now();
-  SecretMetadata metadata;
-  if (loaded.metadata) {
-    metadata = *loaded.metadata;
-  } else {
-    metadata.created_time = now;
-  }
+  SecretMetadata metadata = MetadataOrNew(loaded, now);
   if (update.max_versions) metadata.max_versions = *update.max_versions;
   if (update.cas_required) metadata.cas_required = *update.cas_required;
   if (update.delete_version_after) metadata.delete_version_after = *update.delete_version_after;

@@ -127,6 +127,8 @@ class KvEngine {
   };
 
   Result<LoadedMetadata> LoadMetadata(std::string_view path);
+  // Returns the loaded metadata, or fresh metadata created at `now` for a new secret.
+  static SecretMetadata MetadataOrNew(const LoadedMetadata& loaded, TimePoint now);
   Status StoreMetadata(std::string_view path, const LoadedMetadata& loaded,
                        const SecretMetadata& metadata, storage::WriteBatch& batch);
   // Soft-deletes, undeletes or destroys: the shared part of the three version operations.
