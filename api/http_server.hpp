@@ -70,7 +70,7 @@ struct ServerOptions {
   std::string tls_client_ca_file;
 
   std::size_t io_threads = 2;
-  std::size_t worker_threads = 8;  // the bounded pool that runs handlers
+  std::size_t worker_threads = 32;  // the bounded pool that runs handlers
   std::size_t max_queued_requests = 4096;  // beyond it: 503 without running the handler
 
   std::size_t max_header_bytes = 16 * 1024;         // request line and headers; 431 beyond

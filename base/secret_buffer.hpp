@@ -8,8 +8,9 @@
 
 namespace kw {
 
-// Plaintext secret bytes (secret values, tokens, PINs) in memory from sodium_malloc: locked
-// against swapping, surrounded by guard pages, wiped and freed by the destructor. Move-only,
+// Plaintext secret bytes (secret values, tokens, PINs) in locked memory from sodium_malloc,
+// wiped by the destructor. Buffers up to 64 KiB share guarded slabs from a pool; larger ones
+// get guard pages of their own. Move-only,
 // with no conversion to std::string and no stream operator, so every read goes through
 // Reveal() and is a call site to review. Not thread-safe.
 class SecretBuffer {
@@ -46,6 +47,7 @@ class SecretBuffer {
 
   std::uint8_t* data_ = nullptr;
   std::size_t size_ = 0;
+  std::size_t capacity_ = 0;  // bytes allocated; Truncate shrinks size_ only
 };
 
 // Wipes a std::string's bytes (for parser copies and temporaries) and clears it.

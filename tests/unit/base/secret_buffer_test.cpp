@@ -38,4 +38,33 @@ TEST_SUITE("base/secret_buffer") {
     kw::WipeString(text);
     CHECK(text.empty());
   }
+
+  TEST_CASE("reused chunk comes back wiped") {
+    const std::uint8_t* first_address = nullptr;
+    {
+      kw::SecretBuffer first(100);
+      std::memset(first.Reveal().data(), 0xab, first.size());
+      first_address = first.Reveal().data();
+    }
+    kw::SecretBuffer second(100);
+    // The pool hands out the most recently freed chunk first.
+    CHECK(second.Reveal().data() == first_address);
+    bool all_zero = true;
+    for (std::uint8_t byte : second.Reveal()) all_zero = all_zero && byte == 0;
+    CHECK(all_zero);
+  }
+
+  TEST_CASE("large buffer bypasses the pool") {
+    kw::SecretBuffer large(200 * 1024);
+    CHECK(large.size() == 200 * 1024);
+    large.Reveal()[200 * 1024 - 1] = 7;
+    kw::SecretBuffer moved = std::move(large);
+    CHECK(moved.Reveal()[200 * 1024 - 1] == 7);
+  }
+
+  TEST_CASE("empty buffer is valid") {
+    kw::SecretBuffer empty(0);
+    CHECK(empty.empty());
+    CHECK(empty.Equals(kw::ByteSpan()));
+  }
 }
