@@ -78,8 +78,9 @@ Result<std::optional<std::int64_t>> OptionalInt(const nlohmann::json& object,
   if (value->is_number_integer()) return std::optional<std::int64_t>(value->get<std::int64_t>());
   if (value->is_number_float()) {
     const double number = value->get<double>();
-    if (number == static_cast<double>(static_cast<std::int64_t>(number)) && number < 9.2e18 &&
-        number > -9.2e18) {
+    // Range first: casting a double outside int64's range is undefined behaviour.
+    if (number < 9.2e18 && number > -9.2e18 &&
+        number == static_cast<double>(static_cast<std::int64_t>(number))) {
       return std::optional<std::int64_t>(static_cast<std::int64_t>(number));
     }
   }

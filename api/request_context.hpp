@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,8 +20,13 @@ namespace kw::api {
 
 // What a handler answers: a status and a JSON body (null: no body, as for 204).
 struct Reply {
+  Reply() = default;
+  Reply(int reply_status, nlohmann::json reply_body)
+      : status(reply_status), body(std::move(reply_body)) {}
+
   int status = 200;
   nlohmann::json body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers, like Retry-After
 };
 
 // One authenticated request on its way through a handler. Handlers add their writes to
@@ -42,6 +48,9 @@ struct RequestContext {
   nlohmann::json body;  // the parsed request body, null when empty
   vault::auth::Identity identity;
   storage::WriteBatch batch;
+  // Runs after the request and its audit record are committed, for actions outside storage
+  // (sealing) that must not happen unrecorded.
+  std::function<void()> after_commit;
 
   // Returns the last value of query parameter `name`.
   std::optional<std::string_view> Query(std::string_view name) const {

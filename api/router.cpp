@@ -19,6 +19,7 @@ HttpResponse ToHttp(const Reply& reply) {
   HttpResponse response;
   response.status = reply.status;
   response.headers.emplace_back("Cache-Control", "no-store");
+  for (const auto& header : reply.headers) response.headers.push_back(header);
   if (!reply.body.is_null()) {
     response.headers.emplace_back("Content-Type", "application/json");
     // 'replace' keeps a response printable even if stored data holds invalid UTF-8.
@@ -63,6 +64,7 @@ Reply RunHandler(RequestContext& c) {
   Result<Reply> reply = Dispatch(c);
   if (reply && reply->status < 400) return std::move(*reply);
   c.batch = storage::WriteBatch();
+  c.after_commit = nullptr;
   if (!reply) return ReplyForError(reply.error());
   return std::move(*reply);
 }
@@ -122,6 +124,8 @@ HttpResponse Router::Handle(HttpRequest& request) {
 
   // Authenticate before parsing: a caller without a valid token gets 403 without the server
   // spending memory on its body, which the audit record then leaves out.
+  // NOTE: the parsed body and reply trees hold secret values in ordinary heap memory that is
+  // not wiped; only the raw request and response bodies are.
   auto identity = c.vault->tokens->Authenticate(TokenFrom(request));
   if (identity) c.identity = std::move(*identity);
   Result<nlohmann::json> body = nlohmann::json(nullptr);
@@ -135,6 +139,7 @@ HttpResponse Router::Handle(HttpRequest& request) {
 
   for (int attempt = 1;; ++attempt) {
     Reply reply;
+    c.after_commit = nullptr;
     if (!identity) {
       reply = ReplyForError(identity.error());
     } else if (!target) {
@@ -165,6 +170,7 @@ HttpResponse Router::Handle(HttpRequest& request) {
     auto committed = core_.storage().Commit(std::move(batch));
     if (committed) {
       if (reply.status >= 500) LogServerError(c, reply);
+      if (c.after_commit) c.after_commit();
       return ToHttp(reply);
     }
     if (committed.error().code() == Code::kAborted && attempt < kMaxAttempts) continue;
@@ -173,8 +179,9 @@ HttpResponse Router::Handle(HttpRequest& request) {
     if (committed.error().code() == Code::kAborted) {
       return ToHttp(ErrorReply(409, {"too many concurrent writes to this path; retry the request"}));
     }
-    return ToHttp(ErrorReply(500, {"internal error: storage could not record this request; "
-                                   "nothing was changed"}));
+    // After a failed commit the storage cannot tell whether the transaction reached the disk.
+    return ToHttp(ErrorReply(500, {"internal error: storage failed while recording this request, "
+                                   "so its outcome is unknown; see the server log"}));
   }
 }
 

@@ -12,7 +12,9 @@ namespace kw::api {
 // Turns HTTP requests into vault calls: validates the target, serves the unauthenticated
 // sys endpoints, authenticates the token, dispatches to the handler of the path, and commits
 // the handler's writes together with the request's audit record before the response leaves
-// (fail closed: a request whose record cannot be written gets 500 and changes nothing).
+// (fail closed: a request whose record cannot be written gets 500 and its storage writes are
+// not applied). Sealing runs only after its record commits. The exception is sys/rotate: its
+// new HSM key exists before the commit, so a failed commit leaves it in place, logged.
 // Thread-safe; the core must outlive the router.
 class Router {
  public:

@@ -181,6 +181,14 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
     } else if (initialized) {
       auto unsealed = core.Unseal(std::nullopt);
       result = unsealed ? core.ResetRootToken(wanted) : tl::unexpected(unsealed.error());
+      // A damaged audit log cannot record a new root token. Serve anyway, so that the root
+      // token from before can run sys/audit/verify.
+      if (unsealed && !result && result.error().code() == Code::kDataLoss) {
+        log::Error("root token not replaced: the audit log cannot record it; the previous root "
+                   "token stays valid",
+                   {{log::kError, result.error().message()}});
+        result = vault::InitResult{};
+      }
     } else {
       result = tl::unexpected(initialized.error());
     }
@@ -188,7 +196,7 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
       log::Error("dev mode start-up failed", {{log::kError, result.error().message()}});
       return 1;
     }
-    root_token = std::move(result->root_token);
+    if (!result->root_token.empty()) root_token = std::move(result->root_token);
   } else {
     auto initialized = core.IsInitialized();
     if (initialized && *initialized) {
@@ -198,6 +206,9 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
       }
     } else if (initialized) {
       log::Info("vault is not initialized; initialize with PUT /v1/sys/init");
+    } else {
+      log::Error("cannot read the initialisation state; starting sealed",
+                 {{log::kError, initialized.error().message()}});
     }
   }
 

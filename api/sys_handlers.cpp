@@ -1,8 +1,10 @@
 #include "api/sys_handlers.hpp"
 
 #include <chrono>
+#include <mutex>
 
 #include "api/json_fields.hpp"
+#include "base/log.hpp"
 
 namespace kw::api {
 namespace {
@@ -95,7 +97,50 @@ Reply Init(vault::Core& core, const HttpRequest& http) {
                      {"root_token", std::string(result->root_token.RevealText())}}};
 }
 
+// At most kMaxUnsealFailures PINs rejected by the HSM per minute, for the whole server: the
+// endpoint needs no token, and a PIN must not be guessable at request rate.
+constexpr int kMaxUnsealFailures = 5;
+constexpr std::chrono::seconds kUnsealFailureWindow{60};
+
+class UnsealThrottle {
+ public:
+  // Returns the seconds to wait before the next attempt, or 0 when one may go ahead.
+  std::int64_t RetryAfterSeconds() {
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    if (failures_ < kMaxUnsealFailures || now - window_start_ >= kUnsealFailureWindow) return 0;
+    return std::chrono::ceil<std::chrono::seconds>(window_start_ + kUnsealFailureWindow - now)
+        .count();
+  }
+
+  void RecordFailure() {
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - window_start_ >= kUnsealFailureWindow) {
+      window_start_ = now;
+      failures_ = 0;
+    }
+    ++failures_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::chrono::steady_clock::time_point window_start_;  // guarded by mutex_
+  int failures_ = 0;                                     // guarded by mutex_
+};
+
+UnsealThrottle& Throttle() {
+  static UnsealThrottle throttle;
+  return throttle;
+}
+
 Reply Unseal(vault::Core& core, const HttpRequest& http, bool initialized) {
+  if (const std::int64_t wait = Throttle().RetryAfterSeconds(); wait > 0) {
+    Reply throttled = ErrorReply(429, {"too many wrong HSM PINs: retry in " +
+                                       std::to_string(wait) + " seconds"});
+    throttled.headers.emplace_back("Retry-After", std::to_string(wait));
+    return throttled;
+  }
   auto body = ParseBody(http.body);
   if (!body) return ReplyForError(body.error());
   std::optional<SecretBuffer> pin;
@@ -109,8 +154,11 @@ Reply Unseal(vault::Core& core, const HttpRequest& http, bool initialized) {
   }
   auto unsealed = core.Unseal(pin);
   if (!unsealed) {
+    log::Warn("unseal failed", {{"client_address", http.remote_address},
+                                {log::kError, unsealed.error().message()}});
     // A wrong PIN is the caller's mistake, as a wrong unseal key is in Vault: 400.
     if (unsealed.error().code() == Code::kPermissionDenied) {
+      Throttle().RecordFailure();
       return ErrorReply(400, {"unseal failed: the HSM rejected the PIN"});
     }
     return ReplyForError(unsealed.error());
@@ -190,7 +238,7 @@ Result<Reply> HandleSys(RequestContext& c) {
   if (path == "sys/seal") {
     if (!write) return MethodNotAllowed(c);
     KW_RETURN_IF_ERROR(RequireRoot(c));
-    c.core.Seal();
+    c.after_commit = [&core = c.core] { core.Seal(); };
     return Reply{204, nullptr};
   }
   if (path == "sys/rotate") {

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -39,6 +40,18 @@ Result<SecretBuffer> ReadPinFile(const std::string& path) {
 
 // Any record at all counts: deleting the init marker must not let anyone initialise again
 // and get a root token for the data that is still there.
+audit::AuditEntry Core::InternalAuditEntry(std::string_view path, const std::string& accessor) {
+  audit::AuditEntry entry;
+  entry.request_id = RandomUuid();
+  entry.time = clock_.Now();
+  entry.accessor = accessor;
+  entry.operation = "update";
+  entry.method = "PUT";
+  entry.path = std::string(path);
+  entry.status = 200;
+  return entry;
+}
+
 Result<InitResult> Core::StageRootToken(UnsealedState& state,
                                         const std::optional<SecretBuffer>& root_token_id,
                                         storage::WriteBatch& batch) {
@@ -116,17 +129,15 @@ Result<InitResult> Core::Initialize(const std::optional<SecretBuffer>& root_toke
   batch.Expect(std::string(kInitKey), std::nullopt);
   batch.Put(std::string(kInitKey), Bytes(marker.begin(), marker.end()));
   // The first audit record: from here on the log has a head, and an erased log shows.
-  audit::AuditEntry entry;
-  entry.request_id = RandomUuid();
-  entry.time = clock_.Now();
-  entry.accessor = result.root_accessor;
-  entry.operation = "update";
-  entry.method = "PUT";
-  entry.path = "sys/init";
-  entry.status = 200;
-  KW_RETURN_IF_ERROR(state->audit->Attach(entry, batch));
+  KW_RETURN_IF_ERROR(
+      state->audit->Attach(InternalAuditEntry("sys/init", result.root_accessor), batch));
   KW_RETURN_IF_ERROR(storage_.Commit(std::move(batch)));
-  KW_RETURN_IF_ERROR(state->tokens->Load());
+  // The vault is initialised now: a reload failure must not swallow the only copy of the
+  // root token, so it is logged and the token still returned.
+  if (auto loaded = state->tokens->Load(); !loaded) {
+    log::Error("root token stored but not reloaded; restart the server",
+               {{log::kError, loaded.error().message()}});
+  }
 
   {
     std::lock_guard lock(state_mutex_);
@@ -147,6 +158,9 @@ Status Core::Unseal(const std::optional<SecretBuffer>& pin) {
         "the vault was sealed by an operator: send the HSM PIN as \"key\", or restart the server");
   }
   KW_ASSIGN_OR_RETURN(SecretBuffer resolved_pin, ResolvePin(pin));
+  // A request from before the seal may still commit an audit record through the old state's
+  // log; the new log must load the head after that, or it would see the head move under it.
+  KW_RETURN_IF_ERROR(WaitForSealedState(std::chrono::seconds(30)));
   KW_ASSIGN_OR_RETURN(auto state, OpenState(resolved_pin, /*create_keys=*/false));
   {
     std::lock_guard lock(state_mutex_);
@@ -165,14 +179,35 @@ void Core::Seal() {
     std::lock_guard lock(state_mutex_);
     dropped = std::move(state_);
   }
+  sealed_state_ = dropped;
   if (dropped) log::Info("vault sealed");
+}
+
+Status Core::WaitForSealedState(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!sealed_state_.expired()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Unavailable("requests from before the seal are still running; retry the unseal");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return OkStatus();
 }
 
 Result<InitResult> Core::ResetRootToken(const std::optional<SecretBuffer>& root_token_id) {
   std::lock_guard transition(transition_mutex_);
   KW_ASSIGN_OR_RETURN(auto state, Acquire());
+  // The same id as before needs no write, and so no audit record.
+  if (root_token_id) {
+    if (auto identity = state->tokens->Authenticate(root_token_id->RevealText());
+        identity && identity->root) {
+      return InitResult{SecretBuffer::CopyFrom(root_token_id->Reveal()), identity->accessor};
+    }
+  }
   storage::WriteBatch batch;
   KW_ASSIGN_OR_RETURN(InitResult result, StageRootToken(*state, root_token_id, batch));
+  KW_RETURN_IF_ERROR(state->audit->Attach(
+      InternalAuditEntry("sys/token/root", result.root_accessor), batch));
   KW_RETURN_IF_ERROR(storage_.Commit(std::move(batch)));
   KW_RETURN_IF_ERROR(state->tokens->Load());
   log::Info("root token replaced", {{log::kAccessor, result.root_accessor}});

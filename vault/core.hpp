@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -87,6 +88,12 @@ class Core {
  private:
   Result<SecretBuffer> ResolvePin(const std::optional<SecretBuffer>& pin) const;
   Result<std::shared_ptr<UnsealedState>> OpenState(const SecretBuffer& pin, bool create_keys);
+  // Waits until no request holds the state from before the last seal. unavailable after
+  // `timeout`.
+  Status WaitForSealedState(std::chrono::milliseconds timeout);
+  // Returns the audit entry for a change the server makes itself (initialisation, dev-mode
+  // root token) at `path`, under the root token's `accessor`.
+  audit::AuditEntry InternalAuditEntry(std::string_view path, const std::string& accessor);
   // Adds a new root token (`root_token_id`, else random) to `batch`.
   Result<InitResult> StageRootToken(UnsealedState& state,
                                     const std::optional<SecretBuffer>& root_token_id,
@@ -99,6 +106,8 @@ class Core {
   bool operator_sealed_ = false;  // guarded by transition_mutex_; set by Seal, cleared by unseal
   mutable std::mutex state_mutex_;
   std::shared_ptr<UnsealedState> state_;  // guarded by state_mutex_; null when sealed
+  // The state dropped by the last Seal, alive while requests from before the seal run.
+  std::weak_ptr<UnsealedState> sealed_state_;  // guarded by transition_mutex_
 };
 
 }  // namespace kw::vault

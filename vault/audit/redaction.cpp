@@ -109,9 +109,21 @@ Result<nlohmann::json> Redactor::RedactNode(const nlohmann::json& node, bool cle
       }
       return out;
     }
+    case Type::boolean:
+    case Type::number_integer:
+    case Type::number_unsigned:
+    case Type::number_float: {
+      // Inside a user payload a number can be a PIN or a key: hash its JSON text. Elsewhere
+      // numbers and booleans are counters and flags, and stay in clear as in Vault.
+      if (position != Position::kPayload) return node;
+      std::string text = node.dump();
+      Result<std::string> hmac = CachedHmac(text);
+      WipeString(text);
+      if (!hmac) return tl::unexpected(hmac.error());
+      return nlohmann::json(std::move(*hmac));
+    }
     default:
-      // null, booleans and numbers are not secret.
-      return node;
+      return node;  // null
   }
 }
 

@@ -34,7 +34,8 @@ enum class BodyKind { kRequest, kResponse };
 // value is replaced by its HMAC unless the object key it sits under (directly, or through
 // arrays) is on the allowlist. The allowlist does not apply inside user-supplied payloads,
 // whose keys the user chooses: a request's top-level "data", a response's "data"."data",
-// and any "custom_metadata" or "meta" object. Numbers, booleans, null and object keys stay in clear. Binary
+// and any "custom_metadata" or "meta" object. There numbers and booleans are replaced by the
+// HMAC of their JSON text too. Numbers, booleans, null and object keys stay in clear. Binary
 // values are HMACed like strings. Identical strings cost one HSM call per Redactor. One per
 // entry, one thread; the destructor wipes the cached plaintext strings.
 class Redactor {

@@ -104,7 +104,23 @@ Result<ReadResult> KvEngine::Read(std::string_view path, std::int64_t version) {
   if (it->second.destroyed || IsDeleted(it->second, clock_.Now())) return result;
 
   KW_ASSIGN_OR_RETURN(auto stored, storage_.Get(DataKey(path, wanted)));
-  if (!stored) return DataLoss("data of version " + std::to_string(wanted) + " is missing");
+  if (!stored) {
+    // Reads take no lock, so a write may have pruned, destroyed or deleted the version since
+    // the metadata was read. Only a version the current metadata still lists is missing data.
+    KW_ASSIGN_OR_RETURN(LoadedMetadata reloaded, LoadMetadata(path));
+    const auto now_listed = reloaded.metadata
+                                ? reloaded.metadata->versions.find(wanted)
+                                : std::map<std::int64_t, VersionMetadata>::const_iterator();
+    if (!reloaded.metadata || now_listed == reloaded.metadata->versions.end()) {
+      return NotFound("no version " + std::to_string(wanted) + " of secret " + std::string(path));
+    }
+    if (now_listed->second.destroyed || IsDeleted(now_listed->second, clock_.Now())) {
+      result.metadata = now_listed->second;
+      result.custom_metadata = reloaded.metadata->custom_metadata;
+      return result;
+    }
+    return DataLoss("data of version " + std::to_string(wanted) + " is missing");
+  }
   KW_ASSIGN_OR_RETURN(result.data, barrier_.Decrypt(*stored, DataAad(path, wanted)));
   result.readable = true;
   return result;

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "fakes/failing_storage.hpp"
 #include "fakes/manual_clock.hpp"
@@ -82,7 +83,7 @@ TEST_SUITE("api/router") {
     env.failing->fail_commits = true;
     auto written = env.Send("POST", "/v1/secret/data/app", R"({"data":{"k":"v"}})");
     CHECK(written.status == 500);
-    CHECK(written.body.find("nothing was changed") != std::string::npos);
+    CHECK(written.body.find("outcome is unknown") != std::string::npos);
     auto refused_read = env.Send("GET", "/v1/secret/data/app");
     CHECK(refused_read.status == 500);
 
@@ -152,6 +153,33 @@ TEST_SUITE("api/router") {
     CHECK(nlohmann::json::parse(shallow.body)["data"]["subkeys"] ==
           nlohmann::json::parse(R"({"user":null,"db":null})"));
     CHECK(env.Send("GET", "/v1/secret/subkeys/missing").status == 404);
+  }
+
+  TEST_CASE("unseal waits for requests from before the seal") {
+    RouterEnv env;
+    auto in_flight = env.core->Acquire();
+    REQUIRE(in_flight.has_value());
+    env.core->Seal();
+
+    // A request that began before the seal commits its audit record after the unseal began.
+    std::thread finisher([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      kw::storage::WriteBatch batch;
+      kw::vault::audit::AuditEntry entry;
+      entry.request_id = "before-seal";
+      entry.path = "secret/data/late";
+      entry.status = 200;
+      REQUIRE((*in_flight)->audit->Attach(entry, batch).has_value());
+      REQUIRE(env.failing->Commit(std::move(batch)).has_value());
+      in_flight->reset();
+    });
+    auto unsealed = env.core->Unseal(kw::SecretBuffer::CopyFrom(env.hsm.pin().Reveal()));
+    finisher.join();
+    REQUIRE(unsealed.has_value());
+
+    CHECK(env.Send("POST", "/v1/secret/data/after", R"({"data":{"k":"v"}})").status == 200);
+    const auto verify = env.Send("GET", "/v1/sys/audit/verify");
+    CHECK(verify.body.find("\"ok\":true") != std::string::npos);
   }
 
   TEST_CASE("unauthenticated body is not parsed") {

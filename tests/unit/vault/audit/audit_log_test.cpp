@@ -162,8 +162,9 @@ TEST_SUITE("vault/audit") {
     const auto& request = record.at("request");
     CHECK(request.at("data").at("password") == *secret_hash);
     CHECK(request.at("data").at("list").at(0) == *second_hash);
-    CHECK(request.at("data").at("list").at(1) == 42);
-    CHECK(request.at("data").at("list").at(2) == true);
+    // Inside the payload, scalars are hashed as their JSON text.
+    CHECK(request.at("data").at("list").at(1) == harness.log().Hash("42").value());
+    CHECK(request.at("data").at("list").at(2) == harness.log().Hash("true").value());
     CHECK(request.at("data").at("list").at(3).is_null());
     CHECK(request.at("options").at("cas") == 3);
     CHECK(request.at("options").at("enabled") == false);
@@ -208,6 +209,21 @@ TEST_SUITE("vault/audit") {
     entry.request_body = {{"data", {{"db-password", "x"}}}};
     REQUIRE(harness.Append(entry).has_value());
     CHECK(harness.Record(1).at("request").at("data").contains("db-password"));
+  }
+
+  TEST_CASE("numbers inside payloads are hashed") {
+    AuditHarness harness;
+    AuditEntry entry = MakeEntry(1);
+    entry.request_body = {{"data", {{"pin", 123456}, {"flag", true}}}, {"options", {{"cas", 3}}}};
+    REQUIRE(harness.Append(entry).has_value());
+    auto pin_hash = harness.log().Hash("123456");
+    auto flag_hash = harness.log().Hash("true");
+    REQUIRE(pin_hash.has_value());
+    REQUIRE(flag_hash.has_value());
+    const auto record = harness.Record(1);
+    CHECK(record.at("request").at("data").at("pin") == *pin_hash);
+    CHECK(record.at("request").at("data").at("flag") == *flag_hash);
+    CHECK(record.at("request").at("options").at("cas") == 3);
   }
 
   TEST_CASE("allowlist ignored inside user payloads") {
