@@ -82,6 +82,12 @@ struct ServerOptions {
   std::size_t max_connections = 10000;
   std::size_t max_connections_per_address = 1000;
   int listen_backlog = 1024;
+
+  // Called on an I/O thread with the request line and headers, before the body is read. A
+  // returned response is sent at once and the connection closed without reading the body,
+  // so a caller without credentials cannot make the server buffer a large body. Must be fast
+  // and must not block or throw.
+  std::function<std::optional<HttpResponse>(const HttpRequest& head)> head_check;
 };
 
 // The HTTP/1.1 listener on Boost.Beast and Asio: accepts and reads asynchronously on a few

@@ -52,13 +52,12 @@ struct RequestContext {
   // (sealing) that must not happen unrecorded.
   std::function<void()> after_commit;
 
-  // Returns the last value of query parameter `name`.
+  // Returns the first value of query parameter `name`, as Go's url.Values.Get does.
   std::optional<std::string_view> Query(std::string_view name) const {
-    std::optional<std::string_view> found;
     for (const auto& [key, value] : query) {
-      if (key == name) found = value;
+      if (key == name) return value;
     }
-    return found;
+    return std::nullopt;
   }
 };
 

@@ -33,7 +33,11 @@ std::string OperationFor(const std::string& method, const ParsedTarget& target) 
   if (method == "LIST") return "list";
   if (method == "GET" || method == "HEAD") {
     for (const auto& [key, value] : target.query) {
-      if (key == "list" && (value == "true" || value == "1")) return "list";
+      // The forms Go's strconv.ParseBool accepts as true, as Vault reads them.
+      if (key == "list" && (value == "1" || value == "t" || value == "T" || value == "true" ||
+                            value == "TRUE" || value == "True")) {
+        return "list";
+      }
     }
     return "read";
   }
@@ -96,6 +100,21 @@ bool IsAuditVerify(const RequestContext& c) {
 }
 
 }  // namespace
+
+std::optional<HttpResponse> Router::CheckHead(const HttpRequest& head) {
+  const auto length = head.Header("content-length");
+  const bool chunked = head.Header("transfer-encoding").has_value();
+  const auto declared = length ? ParseNonNegative(*length) : std::optional<std::int64_t>(0);
+  const bool large = chunked || !declared ||
+                     static_cast<std::uint64_t>(*declared) > kMaxUnauthenticatedBody;
+  if (!large) return std::nullopt;
+  auto target = ParseTarget(head.target);
+  if (target && IsUnauthenticatedPath(target->path)) return std::nullopt;
+  auto vault = core_.Acquire();
+  if (!vault) return std::nullopt;  // Handle answers 503 without reading anything
+  if ((*vault)->tokens->Authenticate(TokenFrom(head))) return std::nullopt;
+  return ToHttp(ErrorReply(403, {"permission denied"}));
+}
 
 std::mutex& Router::WriteLockFor(std::string_view path) {
   return write_locks_[std::hash<std::string_view>{}(WrittenObject(path)) % write_locks_.size()];
@@ -174,6 +193,11 @@ HttpResponse Router::Handle(HttpRequest& request) {
       return ToHttp(reply);
     }
     if (committed.error().code() == Code::kAborted && attempt < kMaxAttempts) continue;
+    if (committed.error().code() == Code::kDataLoss && IsAuditVerify(c)) {
+      log::Error("audit log damaged; verification answered without an audit record",
+                 {{log::kRequestId, c.request_id}, {log::kError, committed.error().message()}});
+      return ToHttp(reply);
+    }
     log::Error("request not committed",
                {{log::kRequestId, c.request_id}, {log::kError, committed.error().message()}});
     if (committed.error().code() == Code::kAborted) {

@@ -2,12 +2,16 @@
 
 #include <array>
 #include <mutex>
+#include <optional>
 #include <string_view>
 
 #include "api/http_server.hpp"
 #include "vault/core.hpp"
 
 namespace kw::api {
+
+// Largest body the server reads before it knows the request's token is valid.
+inline constexpr std::size_t kMaxUnauthenticatedBody = 64 * 1024;
 
 // Turns HTTP requests into vault calls: validates the target, serves the unauthenticated
 // sys endpoints, authenticates the token, dispatches to the handler of the path, and commits
@@ -21,6 +25,12 @@ class Router {
   explicit Router(vault::Core& core) : core_(core) {}
 
   HttpResponse Handle(HttpRequest& request);
+
+  // Rejects, before its body is read, a request whose body may exceed kMaxUnauthenticatedBody
+  // and whose token is not valid: 403 at the listener, without an audit record, so that
+  // anonymous clients cannot make the server hold large bodies. Smaller requests go on to
+  // Handle, which records them. For ServerOptions::head_check; fast and non-blocking.
+  std::optional<HttpResponse> CheckHead(const HttpRequest& head);
 
  private:
   // Returns the lock that serialises writes to the object `path` names. Writers to one

@@ -213,7 +213,9 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
   }
 
   Router router(core);
-  auto server = HttpServer::Start(config.listener,
+  ServerOptions listener = config.listener;
+  listener.head_check = [&router](const HttpRequest& head) { return router.CheckHead(head); };
+  auto server = HttpServer::Start(listener,
                                   [&router](HttpRequest& request) { return router.Handle(request); });
   if (!server) {
     log::Error("cannot start the listener", {{log::kError, server.error().message()}});

@@ -56,6 +56,11 @@ void PrintUsage(std::ostream& out = std::cerr) {
 
 // Sends GET `path` and returns the status and parsed body; prints the failure otherwise.
 std::optional<std::pair<int, nlohmann::json>> Get(const GlobalFlags& flags, const std::string& path) {
+  if (!flags.address.starts_with("http://") && !flags.address.starts_with("https://")) {
+    std::cerr << "error: invalid address \"" << flags.address
+              << "\": expected http://HOST:PORT or https://HOST:PORT\n";
+    return std::nullopt;
+  }
   httplib::Client client(flags.address);
   client.set_connection_timeout(10);
   client.set_read_timeout(300);

@@ -91,13 +91,18 @@ Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
   KW_ASSIGN_OR_RETURN(state->token, hsm::Token::Open(config_.token, pin));
 
   if (create_keys) {
-    // A crash between key creation and the init record leaves keys without data: reuse them.
-    if (auto created = Barrier::CreateFirstKey(*state->token);
-        !created && created.error().code() != Code::kAlreadyExists) {
+    // Keys already on the token mean a vault used it: initialising over them would hand a new
+    // root token the old data, to anyone who can empty the database. Fail closed.
+    KW_ASSIGN_OR_RETURN(auto existing, state->token->ListKeyLabels("keyward-"));
+    if (!existing.empty()) {
+      return FailedPrecondition(
+          "the HSM token already holds keyward keys (" + existing.front() +
+          "): restore the database that belongs to them, or initialise with a new token");
+    }
+    if (auto created = Barrier::CreateFirstKey(*state->token); !created) {
       return tl::unexpected(created.error().WithContext("create data key"));
     }
-    if (auto created = state->token->GenerateHmacKey(kAuditHmacKeyLabel);
-        !created && created.error().code() != Code::kAlreadyExists) {
+    if (auto created = state->token->GenerateHmacKey(kAuditHmacKeyLabel); !created) {
       return tl::unexpected(created.error().WithContext("create audit HMAC key"));
     }
   }
@@ -117,7 +122,7 @@ Result<InitResult> Core::Initialize(const std::optional<SecretBuffer>& root_toke
                                     const std::optional<SecretBuffer>& pin) {
   std::lock_guard transition(transition_mutex_);
   KW_ASSIGN_OR_RETURN(bool initialized, IsInitialized());
-  if (initialized) return AlreadyExists("Vault is already initialized");
+  if (initialized || !sealed()) return AlreadyExists("Vault is already initialized");
 
   KW_ASSIGN_OR_RETURN(SecretBuffer resolved_pin, ResolvePin(pin));
   KW_ASSIGN_OR_RETURN(auto state, OpenState(resolved_pin, /*create_keys=*/true));

@@ -58,6 +58,7 @@ constexpr std::size_t kIdleReadBytes = 4096;
 constexpr auto kLingerTime = std::chrono::seconds(1);
 constexpr std::size_t kMaxLingerBytes = 1024 * 1024;
 constexpr std::size_t kLingerReadBytes = 16 * 1024;
+constexpr std::size_t kReadBufferSlack = 64 * 1024;
 constexpr std::string_view kContinueResponse = "HTTP/1.1 100 Continue\r\n\r\n";
 
 template <class Stream>
@@ -78,7 +79,11 @@ class Connection final : public ConnectionBase {
         stream_(MakeStream(std::move(socket), *state_)),
         timer_(stream_.get_executor()),
         remote_address_(std::move(remote_address)),
-        remote_port_(remote_port) {}
+        remote_port_(remote_port) {
+    // Bounds what a chunk-size line, chunk extension or trailer can make the buffer hold:
+    // Beast keeps such a line in the buffer until it ends, and the body limit does not count it.
+    buffer_.max_size(options_.max_header_bytes + kReadBufferSlack);
+  }
 
   ~Connection() override {
     WipeReadState();
@@ -211,6 +216,19 @@ class Connection final : public ConnectionBase {
       SendError(400, "invalid HTTP request: Transfer-Encoding must end with chunked");
       return;
     }
+    if (options_.head_check) {
+      HttpRequest head = ToHttpRequestHead(message);
+      head.remote_address = remote_address_;
+      head.remote_port = remote_port_;
+      head.tls = kIsTls<Stream>;
+      std::optional<HttpResponse> early = options_.head_check(head);
+      if (early) {
+        head_request_ = message.method() == http::verb::head;
+        WipeReadState();
+        WriteResponse(std::move(*early), /*close=*/true);
+        return;
+      }
+    }
     if (!parser_->is_done() && ExpectsContinue(message)) {
       net::async_write(stream_, net::buffer(kContinueResponse.data(), kContinueResponse.size()),
                        [self = Self()](const error_code& write_error, std::size_t) {
@@ -274,6 +292,11 @@ class Connection final : public ConnectionBase {
     if (error == http::error::body_limit) {
       SendError(413, "request body too large: the limit is " +
                          std::to_string(options_.max_body_bytes) + " bytes");
+      return;
+    }
+    if (error == http::error::buffer_overflow) {
+      SendError(400, "invalid HTTP request: a chunk-size line, chunk extension or trailer is "
+                     "longer than " + std::to_string(options_.max_header_bytes) + " bytes");
       return;
     }
     if (IsHttpParseError(error)) {

@@ -57,6 +57,16 @@ HttpRequest ToHttpRequest(BeastRequest& message) {
   return request;
 }
 
+HttpRequest ToHttpRequestHead(const BeastRequest& message) {
+  HttpRequest request;
+  request.method = std::string(message.method_string());
+  request.target = std::string(message.target());
+  for (const auto& field : message) {
+    request.headers.emplace_back(ToLower(field.name_string()), std::string(field.value()));
+  }
+  return request;
+}
+
 BeastResponse ToBeastResponse(HttpResponse&& response, unsigned version, bool head_request,
                               bool& keep_alive) {
   BeastResponse message;

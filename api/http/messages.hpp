@@ -22,6 +22,8 @@ HttpResponse MakeErrorResponse(int status, std::string_view message);
 // Moves the parsed message into an HttpRequest: method and target as received, header names
 // lower-cased, the body moved out (so `message` no longer contains it).
 HttpRequest ToHttpRequest(BeastRequest& message);
+// Copies the request line and headers of `message`, without the body.
+HttpRequest ToHttpRequestHead(const BeastRequest& message);
 
 // Builds the Beast response for `response`, moving its body out. Sets Content-Length, the
 // default Content-Type application/json for a non-empty body, and Connection per `keep_alive`.

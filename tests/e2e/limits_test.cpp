@@ -216,6 +216,28 @@ TEST_SUITE("e2e/limits") {
     CHECK((rejected || (response.status == 0 && response.closed)));
     CHECK(StatusOf(server.AnonymousClient()->Get("/v1/sys/health")) == 200);
   }
+
+  TEST_CASE("endless chunk extension is rejected") {
+    DevServer server;
+    REQUIRE(server.Start());
+    const std::string request =
+        "POST /v1/secret/data/x HTTP/1.1\r\nHost: x\r\nX-Vault-Token: " + server.token() +
+        "\r\nTransfer-Encoding: chunked\r\n\r\n5;" + std::string(2 * 1024 * 1024, 'e');
+    const RawResponse response = SendRaw(server.port(), request, std::chrono::seconds(15));
+    CHECK(((response.status == 400) || (response.status == 0 && response.closed)));
+    CHECK(StatusOf(server.AnonymousClient()->Get("/v1/sys/health")) == 200);
+  }
+
+  TEST_CASE("anonymous large body refused unread") {
+    DevServer server;
+    REQUIRE(server.Start());
+    // The head alone: the server must answer without waiting for the 30 MB it announces.
+    const std::string request =
+        "POST /v1/secret/data/x HTTP/1.1\r\nHost: x\r\nContent-Length: 30000000\r\n\r\n";
+    const RawResponse response = SendRaw(server.port(), request, std::chrono::seconds(10));
+    CHECK(response.status == 403);
+    CHECK(response.body.find("permission denied") != std::string::npos);
+  }
 }  // TEST_SUITE
 
 }  // namespace kw::e2e

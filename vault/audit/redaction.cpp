@@ -65,9 +65,34 @@ Redactor::Position Redactor::ChildPosition(Position parent, std::string_view key
   return Position::kOther;
 }
 
+namespace {
+
+// Counts the scalar values in `node`, stopping once `limit` is passed.
+std::size_t CountScalars(const nlohmann::json& node, std::size_t limit) {
+  if (!node.is_object() && !node.is_array()) return 1;
+  std::size_t count = 0;
+  for (const auto& child : node) {
+    count += CountScalars(child, limit - std::min(count, limit));
+    if (count > limit) break;
+  }
+  return count;
+}
+
+}  // namespace
+
 Result<nlohmann::json> Redactor::RedactNode(const nlohmann::json& node, bool clear_strings,
                                             Position position, int depth) {
   using Type = nlohmann::json::value_t;
+  // A payload with many values costs one HSM call per value; past kMaxPayloadValues the whole
+  // payload is hashed as one value (its JSON text), so one read cannot tie up the HSM.
+  if (position == Position::kPayload && (node.is_object() || node.is_array()) &&
+      CountScalars(node, kMaxPayloadValues) > kMaxPayloadValues) {
+    std::string text = node.dump();
+    Result<std::string> hmac = CachedHmac(text);
+    WipeString(text);
+    if (!hmac) return tl::unexpected(hmac.error());
+    return nlohmann::json{{"hmac_of_payload", std::move(*hmac)}};
+  }
   switch (node.type()) {
     case Type::string: {
       if (clear_strings) return node;

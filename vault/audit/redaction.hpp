@@ -18,6 +18,10 @@ inline constexpr std::string_view kHmacPrefix = "hmac-sha256:";
 // walked, so that a hostile body cannot exhaust the stack.
 inline constexpr int kMaxBodyDepth = 128;
 
+// Payloads with more scalar values than this are recorded as one HMAC of their JSON text,
+// under the key "hmac_of_payload", instead of one HMAC per value.
+inline constexpr std::size_t kMaxPayloadValues = 1024;
+
 // Returns true when string values under the object key `key` are non-secret metadata and stay
 // in clear. The allowlist is fixed and small; docs/AUDIT.md lists it with the reasons.
 bool IsClearKey(std::string_view key);

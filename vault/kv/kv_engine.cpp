@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "base/log.hpp"
 #include "vault/kv/kv_records.hpp"
 
 namespace kw::vault::kv {
@@ -196,13 +197,36 @@ Status KvEngine::WriteMetadata(std::string_view path, const MetadataUpdate& upda
 }
 
 Status KvEngine::DeleteMetadata(std::string_view path, storage::WriteBatch& batch) {
-  KW_ASSIGN_OR_RETURN(LoadedMetadata loaded, LoadMetadata(path));
+  auto loaded_or = LoadMetadata(path);
+  if (!loaded_or && loaded_or.error().code() == Code::kDataLoss) {
+    return DeleteDamaged(path, batch);
+  }
+  KW_ASSIGN_OR_RETURN(LoadedMetadata loaded, std::move(loaded_or));
   if (!loaded.metadata) return OkStatus();
   for (const auto& [version, entry] : loaded.metadata->versions) {
     batch.Delete(DataKey(path, version));
   }
   batch.Expect(MetadataKey(path), loaded.sealed);
   batch.Delete(MetadataKey(path));
+  return OkStatus();
+}
+
+// Removes a secret whose metadata no longer decrypts (tampered or moved), so that an operator
+// can clear the path: every stored version is found by key prefix instead of the metadata.
+Status KvEngine::DeleteDamaged(std::string_view path, storage::WriteBatch& batch) {
+  KW_ASSIGN_OR_RETURN(auto sealed, storage_.Get(MetadataKey(path)));
+  const std::string prefix = "kv/" + mount_ + "/data/" + std::string(path) + kVersionSeparator;
+  std::string after;
+  for (;;) {
+    KW_ASSIGN_OR_RETURN(auto entries, storage_.Scan(prefix, after, 1000));
+    for (const auto& entry : entries) batch.Delete(entry.key);
+    if (entries.size() < 1000) break;
+    after = entries.back().key;
+  }
+  batch.Expect(MetadataKey(path), sealed);
+  batch.Delete(MetadataKey(path));
+  log::Warn("deleting a secret whose metadata fails to decrypt",
+            {{log::kMount, mount_}, {log::kPath, std::string(path)}});
   return OkStatus();
 }
 

@@ -103,7 +103,8 @@ class KvEngine {
   Status WriteMetadata(std::string_view path, const MetadataUpdate& update,
                        storage::WriteBatch& batch);
 
-  // Removes every version and the metadata. Succeeds when the secret does not exist.
+  // Removes every version and the metadata. Succeeds when the secret does not exist, and
+  // also when its metadata fails to decrypt (then the versions are found by key prefix).
   Status DeleteMetadata(std::string_view path, storage::WriteBatch& batch);
 
   // Soft-deletes the given versions (empty: the current one). Unknown versions are ignored.
@@ -129,6 +130,7 @@ class KvEngine {
   Result<LoadedMetadata> LoadMetadata(std::string_view path);
   // Returns the loaded metadata, or fresh metadata created at `now` for a new secret.
   static SecretMetadata MetadataOrNew(const LoadedMetadata& loaded, TimePoint now);
+  Status DeleteDamaged(std::string_view path, storage::WriteBatch& batch);
   Status StoreMetadata(std::string_view path, const LoadedMetadata& loaded,
                        const SecretMetadata& metadata, storage::WriteBatch& batch);
   // Soft-deletes, undeletes or destroys: the shared part of the three version operations.

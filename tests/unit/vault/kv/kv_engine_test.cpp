@@ -175,6 +175,33 @@ TEST_SUITE("vault/kv") {
     CHECK(rows->empty());
   }
 
+  TEST_CASE("damaged metadata can be deleted") {
+    kw::testing::VaultTestEnv env;
+    KvEngine kv("secret", *env.store, *env.barrier, env.clock);
+    Put(env, kv, "broken", R"({"a":"1"})");
+    Put(env, kv, "broken", R"({"a":"2"})");
+    Put(env, kv, "other", R"({"a":"3"})");
+    auto meta = env.store->Get("kv/secret/meta/broken");
+    REQUIRE(meta.has_value());
+    REQUIRE(meta->has_value());
+    kw::Bytes damaged = **meta;
+    damaged.back() ^= 1;
+    kw::storage::WriteBatch tamper;
+    tamper.Put("kv/secret/meta/broken", damaged);
+    REQUIRE(env.store->Commit(std::move(tamper)).has_value());
+    auto read = kv.Read("broken", 0);
+    REQUIRE_FALSE(read.has_value());
+    CHECK(read.error().code() == kw::Code::kDataLoss);
+
+    Apply(env, [&](auto& b) { return kv.DeleteMetadata("broken", b); });
+    auto rows = env.store->Scan("kv/secret/", "", 100);
+    REQUIRE(rows.has_value());
+    for (const auto& row : *rows) CHECK(row.key.find("broken") == std::string::npos);
+    auto other = kv.Read("other", 0);
+    REQUIRE(other.has_value());
+    CHECK(other->readable);
+  }
+
   TEST_CASE("list shows children and folders") {
     kw::testing::VaultTestEnv env;
     KvEngine kv("secret", *env.store, *env.barrier, env.clock);
