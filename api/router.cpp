@@ -143,8 +143,8 @@ HttpResponse Router::Handle(HttpRequest& request) {
 
   // Authenticate before parsing: a caller without a valid token gets 403 without the server
   // spending memory on its body, which the audit record then leaves out.
-  // NOTE: the parsed body and reply trees hold secret values in ordinary heap memory that is
-  // not wiped; only the raw request and response bodies are.
+  // NOTE: the parsed body and reply trees keep secret values in ordinary heap memory, which
+  // is not wiped. Only the raw request and response bodies are wiped.
   auto identity = c.vault->tokens->Authenticate(TokenFrom(request));
   if (identity) c.identity = std::move(*identity);
   Result<nlohmann::json> body = nlohmann::json(nullptr);
@@ -175,10 +175,10 @@ HttpResponse Router::Handle(HttpRequest& request) {
     storage::WriteBatch batch = std::move(c.batch);
     c.batch = storage::WriteBatch();
     if (auto attached = c.vault->audit->Attach(entry, batch); !attached) {
-      // A damaged log refuses every append (fail closed), but the operator must still be
-      // able to see what is damaged: the root token's verification is answered unrecorded.
+      // A damaged log rejects every append (fail closed). The operator must still see what
+      // is damaged, so the root token's verify request gets its response without a record.
       if (attached.error().code() == Code::kDataLoss && IsAuditVerify(c)) {
-        log::Error("audit log damaged; verification answered without an audit record",
+        log::Error("audit log damaged; verify response sent without an audit record",
                    {{log::kRequestId, c.request_id}, {log::kError, attached.error().message()}});
         return ToHttp(reply);
       }
@@ -194,7 +194,7 @@ HttpResponse Router::Handle(HttpRequest& request) {
     }
     if (committed.error().code() == Code::kAborted && attempt < kMaxAttempts) continue;
     if (committed.error().code() == Code::kDataLoss && IsAuditVerify(c)) {
-      log::Error("audit log damaged; verification answered without an audit record",
+      log::Error("audit log damaged; verify response sent without an audit record",
                  {{log::kRequestId, c.request_id}, {log::kError, committed.error().message()}});
       return ToHttp(reply);
     }

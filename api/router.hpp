@@ -10,7 +10,7 @@
 
 namespace kw::api {
 
-// Largest body the server reads before it knows the request's token is valid.
+// Maximum body size the server reads before it has validated the request's token.
 inline constexpr std::size_t kMaxUnauthenticatedBody = 64 * 1024;
 
 // Turns HTTP requests into vault calls: validates the target, serves the unauthenticated

@@ -164,7 +164,7 @@ Status Core::Unseal(const std::optional<SecretBuffer>& pin) {
   }
   KW_ASSIGN_OR_RETURN(SecretBuffer resolved_pin, ResolvePin(pin));
   // A request from before the seal may still commit an audit record through the old state's
-  // log; the new log must load the head after that, or it would see the head move under it.
+  // log. The new log must load the head after that, because otherwise the head moves under it.
   KW_RETURN_IF_ERROR(WaitForSealedState(std::chrono::seconds(30)));
   KW_ASSIGN_OR_RETURN(auto state, OpenState(resolved_pin, /*create_keys=*/false));
   {
