@@ -38,8 +38,8 @@ Result<nlohmann::json> ParseBody(std::string_view text) {
   if (text.empty()) return nlohmann::json(nullptr);
   nlohmann::json body;
   try {
-    // The callback sees the depth of every element; throwing stops the parse early, before
-    // a deeply nested body costs memory.
+    // The callback receives the depth of every element. Throwing stops the parse early,
+    // before a deeply nested body costs memory.
     std::size_t values = 0;
     body = nlohmann::json::parse(text, [&values](int depth, nlohmann::json::parse_event_t event,
                                                  nlohmann::json&) {

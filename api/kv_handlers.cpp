@@ -21,7 +21,7 @@ Status RequireSecretPath(std::string_view path) {
   return OkStatus();
 }
 
-// Vault answers 404 with an empty error list when a secret or version does not exist.
+// Vault returns 404 with an empty error list when a secret or version does not exist.
 Reply NotFoundReply() { return ErrorReply(404, {}); }
 
 Result<SecretBuffer> SerialiseData(const nlohmann::json& data) {

@@ -18,7 +18,7 @@
 
 namespace kw::api {
 
-// What a handler answers: a status and a JSON body (null: no body, as for 204).
+// A handler's response: a status and a JSON body (null: no body, as for 204).
 struct Reply {
   Reply() = default;
   Reply(int reply_status, nlohmann::json reply_body)

@@ -98,7 +98,10 @@ bool IsValidUtf8(std::string_view text) {
       if ((next & 0xc0) != 0x80) return false;
       code = (code << 6) | (next & 0x3f);
     }
-    const std::uint32_t minimum = length == 2 ? 0x80 : length == 3 ? 0x800 : 0x10000;
+    // The smallest code point each length may encode; anything below is an overlong form.
+    std::uint32_t minimum = 0x10000;
+    if (length == 2) minimum = 0x80;
+    if (length == 3) minimum = 0x800;
     if (code < minimum || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return false;
     i += length;
   }

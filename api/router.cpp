@@ -22,7 +22,7 @@ HttpResponse ToHttp(const Reply& reply) {
   for (const auto& header : reply.headers) response.headers.push_back(header);
   if (!reply.body.is_null()) {
     response.headers.emplace_back("Content-Type", "application/json");
-    // 'replace' keeps a response printable even if stored data holds invalid UTF-8.
+    // 'replace' keeps a response printable even if stored data contains invalid UTF-8.
     response.body = reply.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     response.body.push_back('\n');
   }
@@ -111,7 +111,7 @@ std::optional<HttpResponse> Router::CheckHead(const HttpRequest& head) {
   auto target = ParseTarget(head.target);
   if (target && IsUnauthenticatedPath(target->path)) return std::nullopt;
   auto vault = core_.Acquire();
-  if (!vault) return std::nullopt;  // Handle answers 503 without reading anything
+  if (!vault) return std::nullopt;  // Handle returns 503 without reading anything
   if ((*vault)->tokens->Authenticate(TokenFrom(head))) return std::nullopt;
   return ToHttp(ErrorReply(403, {"permission denied"}));
 }
@@ -182,7 +182,7 @@ HttpResponse Router::Handle(HttpRequest& request) {
                    {{log::kRequestId, c.request_id}, {log::kError, attached.error().message()}});
         return ToHttp(reply);
       }
-      log::Error("audit record not prepared; request refused",
+      log::Error("audit record could not be prepared; request rejected",
                  {{log::kRequestId, c.request_id}, {log::kError, attached.error().message()}});
       return ToHttp(ErrorReply(500, {"internal error: the audit log cannot record this request"}));
     }

@@ -13,11 +13,11 @@ namespace kw::api {
 // Maximum body size the server reads before it has validated the request's token.
 inline constexpr std::size_t kMaxUnauthenticatedBody = 64 * 1024;
 
-// Turns HTTP requests into vault calls: validates the target, serves the unauthenticated
-// sys endpoints, authenticates the token, dispatches to the handler of the path, and commits
-// the handler's writes together with the request's audit record before the response leaves
-// (fail closed: a request whose record cannot be written gets 500 and its storage writes are
-// not applied). Sealing runs only after its record commits. The exception is sys/rotate: its
+// Turns HTTP requests into vault calls. It validates the target, serves the unauthenticated
+// sys endpoints, authenticates the token and dispatches to the handler of the path. It then
+// commits the handler's writes together with the request's audit record before the response
+// leaves. This fails closed: a request whose record cannot be written gets 500, and its storage
+// writes are not applied. Sealing runs only after its record commits. The exception is sys/rotate: its
 // new HSM key exists before the commit, so a failed commit leaves it in place, logged.
 // Thread-safe; the core must outlive the router.
 class Router {
@@ -34,8 +34,8 @@ class Router {
 
  private:
   // Returns the lock that serialises writes to the object `path` names. Writers to one
-  // secret then take turns instead of losing their commits to each other's Expect checks;
-  // the Expect still guards against anything this lock does not cover.
+  // secret then take turns instead of losing their commits to each other's Expect checks.
+  // The Expect still guards against anything this lock does not cover.
   std::mutex& WriteLockFor(std::string_view path);
 
   vault::Core& core_;

@@ -21,7 +21,7 @@ namespace kw::vault {
 // Label of the HSM key that computes audit HMACs and authenticates the audit head.
 inline constexpr std::string_view kAuditHmacKeyLabel = "keyward-audit-hmac";
 
-// Where the user PIN comes from, in order of precedence. Never the command line.
+// Sources of the HSM user PIN, in order of precedence. The command line is never one.
 struct PinSource {
   std::string pin_file;  // a file holding the PIN (trailing newline ignored)
   std::string pin_env;   // an environment variable holding the PIN
@@ -88,7 +88,7 @@ class Core {
  private:
   Result<SecretBuffer> ResolvePin(const std::optional<SecretBuffer>& pin) const;
   Result<std::shared_ptr<UnsealedState>> OpenState(const SecretBuffer& pin, bool create_keys);
-  // Waits until no request holds the state from before the last seal. unavailable after
+  // Waits until no request still uses the state from before the last seal. unavailable after
   // `timeout`.
   Status WaitForSealedState(std::chrono::milliseconds timeout);
   // Returns the audit entry for a change the server makes itself (initialisation, dev-mode

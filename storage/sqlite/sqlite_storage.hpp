@@ -15,7 +15,7 @@ inline constexpr int kSchemaVersion = 1;
 
 struct SqliteOptions {
   std::string path;                                // the database file; created when missing
-  std::size_t read_connections = 4;                // readers never wait on the writer
+  std::size_t read_connections = 4;                // WAL readers do not wait for the writer
   std::chrono::milliseconds busy_timeout{5000};
   std::size_t max_batches_per_commit = 256;        // group commit: batches per transaction
 

@@ -231,7 +231,7 @@ TEST_SUITE("e2e/limits") {
   TEST_CASE("anonymous large body refused unread") {
     DevServer server;
     REQUIRE(server.Start());
-    // The head alone: the server must answer without waiting for the 30 MB it announces.
+    // The head alone: the server must respond without waiting for the 30 MB it announces.
     const std::string request =
         "POST /v1/secret/data/x HTTP/1.1\r\nHost: x\r\nContent-Length: 30000000\r\n\r\n";
     const RawResponse response = SendRaw(server.port(), request, std::chrono::seconds(10));

@@ -194,7 +194,7 @@ Result<std::string> AuditLogImpl::Hash(std::string_view value) {
 Result<VerifyReport> AuditLogImpl::Verify() {
   Result<VerifyReport> report = detail::VerifyChain(storage_, token_, hmac_key_);
   if (!report) return tl::unexpected(report.error().WithContext("audit log: verify"));
-  // An empty chain verifies by itself; only Open knows that this log must not be empty.
+  // An empty chain verifies by itself, and only Open can tell that this log must not be empty.
   if (report->ok && report->records_checked == 0 && head_problem_ == kErasedProblem) {
     report->ok = false;
     report->first_broken_sequence = 1;

@@ -83,8 +83,8 @@ std::size_t CountScalars(const nlohmann::json& node, std::size_t limit) {
 Result<nlohmann::json> Redactor::RedactNode(const nlohmann::json& node, bool clear_strings,
                                             Position position, int depth) {
   using Type = nlohmann::json::value_t;
-  // A payload with many values costs one HSM call per value; past kMaxPayloadValues the whole
-  // payload is hashed as one value (its JSON text), so one read cannot tie up the HSM.
+  // A payload costs one HSM call per value. Past kMaxPayloadValues the whole payload is
+  // hashed as one value (its JSON text), so that one read cannot tie up the HSM.
   if (position == Position::kPayload && (node.is_object() || node.is_array()) &&
       CountScalars(node, kMaxPayloadValues) > kMaxPayloadValues) {
     std::string text = node.dump();

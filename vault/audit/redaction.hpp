@@ -31,7 +31,7 @@ bool IsClearKey(std::string_view key);
 // which is reserved for the head MAC.
 Result<std::string> HmacValue(hsm::Token& token, hsm::KeyHandle key, std::string_view value);
 
-// Which body is redacted: the payload that holds user data sits at a different place in each.
+// The body being redacted. The payload that contains user data is at a different place in each.
 enum class BodyKind { kRequest, kResponse };
 
 // Replaces secret values in request and response bodies for one audit entry. Every string
@@ -54,7 +54,7 @@ class Redactor {
   Result<nlohmann::json> Redact(const nlohmann::json& body, BodyKind kind);
 
  private:
-  // Where a node sits, to find the user payloads.
+  // Position of a node relative to the user payloads.
   enum class Position { kRoot, kResponseData, kPayload, kOther };
 
   Result<nlohmann::json> RedactNode(const nlohmann::json& node, bool clear_strings,

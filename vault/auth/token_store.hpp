@@ -13,14 +13,14 @@
 
 namespace kw::vault::auth {
 
-// Who a request acts as, after authentication.
+// The identity a request acts as, after authentication.
 struct Identity {
   std::string accessor;
   std::vector<std::string> policies;
   bool root = false;
 };
 
-// Checks tokens. For now it knows one token, the root token, stored only as a SHA-256 hash
+// Checks tokens. For now it stores one token, the root token, stored only as a SHA-256 hash
 // (with its accessor) at `sys/token/root` and compared in constant time. The record is
 // encrypted by the barrier, so whoever can write the database cannot swap in a hash of their
 // own. Every request's credential check goes through Authenticate, so full token records and

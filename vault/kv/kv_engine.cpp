@@ -43,8 +43,8 @@ std::string KvEngine::DataAad(std::string_view path, std::int64_t version) const
   return "keyward:kv-data:" + mount_ + ":" + std::string(path) + ":" + std::to_string(version);
 }
 
-// The mount config is encrypted like every other record: whoever can write the database
-// must not be able to change max_versions or cas_required behind the API.
+// The mount config is encrypted like every other record, so that write access to the
+// database does not let anyone change max_versions or cas_required behind the API.
 Result<MountConfig> KvEngine::ReadConfig() {
   KW_ASSIGN_OR_RETURN(auto stored, storage_.Get("kv/" + mount_ + "/config"));
   if (!stored) return MountConfig{};
@@ -248,7 +248,7 @@ Status KvEngine::Destroy(std::string_view path, const std::vector<std::int64_t>&
 Status KvEngine::ChangeVersions(std::string_view path, const std::vector<std::int64_t>& versions,
                                 VersionOp op, storage::WriteBatch& batch) {
   KW_ASSIGN_OR_RETURN(LoadedMetadata loaded, LoadMetadata(path));
-  if (!loaded.metadata) return OkStatus();  // Vault answers 204 for a missing secret too
+  if (!loaded.metadata) return OkStatus();  // Vault returns 204 for a missing secret too
   SecretMetadata metadata = *loaded.metadata;
   std::vector<std::int64_t> targets = versions;
   if (targets.empty()) targets.push_back(metadata.current_version);

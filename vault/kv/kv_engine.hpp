@@ -47,8 +47,8 @@ struct MountConfig {
   std::chrono::seconds delete_version_after{0};
 };
 
-// A version as read. `data` is the secret's JSON object in locked memory; it is empty when
-// the version is deleted or destroyed, and then the handler answers 404 with the metadata.
+// A version as read. `data` is the secret's JSON object in locked memory. It is empty when
+// the version is deleted or destroyed, and then the handler returns 404 with the metadata.
 struct ReadResult {
   std::int64_t version = 0;
   VersionMetadata metadata;
@@ -73,8 +73,8 @@ struct MetadataUpdate {
 };
 
 // Versioned key/value secrets with Vault KV version 2 semantics, for one mount. Reads go
-// straight to storage; writes are added to the caller's WriteBatch, guarded by an Expect on
-// the secret's metadata record, so two concurrent writers cannot both win: the loser's commit
+// straight to storage. Writes are added to the caller's WriteBatch, guarded by an Expect on
+// the secret's metadata record, so two concurrent writers cannot both win. The loser's commit
 // is aborted and the request pipeline reruns it. Every stored record (metadata and each
 // version's data) is encrypted by the barrier with AAD naming mount, path and version.
 // Thread-safe; the storage, barrier and clock must outlive the engine.

@@ -20,29 +20,11 @@
 #include "base/result.hpp"
 #include "storage/sqlite/sqlite_storage.hpp"
 #include "storage/storage.hpp"
+#include "tests/unit/fakes/temp_dir.hpp"
 
 namespace kw::storage::testing {
 
-// A fresh directory under the system temporary directory, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "kw-storage-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using TempDir = kw::testing::TempDir;
 
 inline Bytes ToBytes(std::string_view text) {
   const ByteSpan span = AsBytes(text);

@@ -21,7 +21,9 @@
 #include "hsm/token.hpp"
 #include "storage/sqlite/sqlite_storage.hpp"
 #include "storage/storage.hpp"
+#include "tests/unit/fakes/forwarding_storage.hpp"
 #include "tests/unit/fakes/softhsm_fixture.hpp"
+#include "tests/unit/fakes/temp_dir.hpp"
 #include "vault/audit/audit_log.hpp"
 #include "vault/audit/audit_record.hpp"
 
@@ -67,23 +69,12 @@ class CountingToken final : public hsm::Token {
 
 // A Storage that forwards to another but makes the audit finalizer's Put of the head fail
 // while `fail_head_put` is set, after the record itself was put in the same savepoint.
-class FailingHeadPutStorage final : public storage::Storage {
+class FailingHeadPutStorage final : public kw::testing::ForwardingStorage {
  public:
-  explicit FailingHeadPutStorage(storage::Storage& inner) : inner_(inner) {}
+  using ForwardingStorage::ForwardingStorage;
 
   bool fail_head_put = false;
 
-  Result<std::optional<Bytes>> Get(std::string_view key) override { return inner_.Get(key); }
-  Result<std::vector<std::string>> List(std::string_view prefix) override {
-    return inner_.List(prefix);
-  }
-  Result<std::vector<storage::Entry>> Scan(std::string_view prefix, std::string_view start_after,
-                                           std::size_t limit) override {
-    return inner_.Scan(prefix, start_after, limit);
-  }
-  Result<std::optional<storage::Entry>> Last(std::string_view prefix) override {
-    return inner_.Last(prefix);
-  }
   Status Commit(storage::WriteBatch batch) override {
     if (fail_head_put && batch.finalizer) {
       batch.finalizer = [inner = std::move(batch.finalizer)](storage::Transaction& transaction) {
@@ -91,7 +82,7 @@ class FailingHeadPutStorage final : public storage::Storage {
         return inner(failing);
       };
     }
-    return inner_.Commit(std::move(batch));
+    return ForwardingStorage::Commit(std::move(batch));
   }
 
  private:
@@ -108,29 +99,9 @@ class FailingHeadPutStorage final : public storage::Storage {
    private:
     storage::Transaction& inner_;
   };
-
-  storage::Storage& inner_;
 };
 
-// A directory under the system temporary directory, removed with its contents on destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "kw-audit-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using TempDir = kw::testing::TempDir;
 
 // A clock that stays where the test puts it.
 class FixedClock final : public Clock {
