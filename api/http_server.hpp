@@ -28,6 +28,10 @@ struct HttpRequest {
   bool tls = false;
   // The verified client certificate (DER), when TLS with a client certificate was used.
   std::optional<std::string> client_certificate_der;
+  // Every certificate the client presented in the TLS handshake, leaf first, DER; empty when
+  // it sent none. Not verified against any CA (the handshake proved the client holds the
+  // leaf's key), so whoever uses it must verify it, as the cert auth method does.
+  std::vector<std::string> client_certificate_chain;
 
   HttpRequest() = default;
   HttpRequest(HttpRequest&&) = default;
@@ -68,6 +72,10 @@ struct ServerOptions {
   std::string tls_key_file;
   // PEM CA bundle that verifies client certificates; empty: none requested.
   std::string tls_client_ca_file;
+  // Request a certificate from every client without requiring or verifying one in the
+  // handshake (the cert auth method verifies it against its roles' CA bundles). The client
+  // still proves possession of the key. Exclusive with tls_client_ca_file.
+  bool tls_request_client_cert = false;
 
   std::size_t io_threads = 2;
   std::size_t worker_threads = 32;  // the bounded pool that runs handlers

@@ -147,6 +147,34 @@ Result<std::optional<std::map<std::string, std::string>>> OptionalStringMap(
   return std::optional<Map>(std::move(out));
 }
 
+Result<std::optional<std::vector<std::string>>> OptionalStringList(const nlohmann::json& object,
+                                                                  std::string_view field) {
+  using List = std::vector<std::string>;
+  const nlohmann::json* value = Find(object, field);
+  if (value == nullptr || value->is_null()) return std::optional<List>();
+  List out;
+  if (value->is_string()) {
+    const std::string& text = value->get_ref<const std::string&>();
+    std::size_t begin = 0;
+    while (begin <= text.size()) {
+      std::size_t comma = text.find(',', begin);
+      if (comma == std::string::npos) comma = text.size();
+      std::string item = text.substr(begin, comma - begin);
+      const auto first = item.find_first_not_of(" \t");
+      const auto last = item.find_last_not_of(" \t");
+      if (first != std::string::npos) out.push_back(item.substr(first, last - first + 1));
+      begin = comma + 1;
+    }
+    return std::optional<List>(std::move(out));
+  }
+  if (!value->is_array()) return TypeError(field, "a list of strings or a comma-separated string");
+  for (const auto& item : *value) {
+    if (!item.is_string()) return TypeError(field, "a list of strings");
+    out.push_back(item.get<std::string>());
+  }
+  return std::optional<List>(std::move(out));
+}
+
 Result<std::vector<std::int64_t>> IntList(const nlohmann::json& object, std::string_view field) {
   std::vector<std::int64_t> out;
   const nlohmann::json* value = Find(object, field);

@@ -41,6 +41,9 @@ Result<std::optional<std::chrono::seconds>> OptionalDuration(const nlohmann::jso
 // An object whose values are all strings.
 Result<std::optional<std::map<std::string, std::string>>> OptionalStringMap(
     const nlohmann::json& object, std::string_view field);
+// A list of strings, as an array or a comma-separated string (items trimmed, empties dropped).
+Result<std::optional<std::vector<std::string>>> OptionalStringList(const nlohmann::json& object,
+                                                                  std::string_view field);
 // A list of positive integers, as an array or a comma-separated string.
 Result<std::vector<std::int64_t>> IntList(const nlohmann::json& object, std::string_view field);
 

@@ -1,11 +1,16 @@
 #include "api/router.hpp"
 
+#include "api/access_check.hpp"
 #include "api/json_fields.hpp"
 #include "api/kv_handlers.hpp"
 #include "api/request_context.hpp"
 #include "api/request_path.hpp"
 #include "api/sys_handlers.hpp"
 #include "api/token_handlers.hpp"
+#include "api/approle_handlers.hpp"
+#include "api/cert_handlers.hpp"
+#include "api/policy_handlers.hpp"
+// [wiring: includes]
 #include "base/bytes.hpp"
 #include "base/log.hpp"
 
@@ -58,8 +63,14 @@ std::string_view TokenFrom(const HttpRequest& request) {
 
 Result<Reply> Dispatch(RequestContext& c) {
   if (c.path == "secret" || c.path.starts_with("secret/")) return HandleKv(c);
+  if (c.path.starts_with("auth/token/")) return HandleToken(c, TokenFrom(c.http));
+  if (c.path.starts_with("auth/approle/")) return HandleAppRole(c);
+  if (c.path.starts_with("auth/cert/")) return HandleCert(c);
+  if (c.path == "sys/policy" || c.path.starts_with("sys/policy/") ||
+      c.path.starts_with("sys/policies/")) return HandlePolicies(c);
+  if (c.path.starts_with("sys/capabilities")) return HandleCapabilities(c);
   if (c.path.starts_with("sys/")) return HandleSys(c);
-  if (c.path == "auth/token/lookup-self") return HandleTokenLookupSelf(c, TokenFrom(c.http));
+  // [wiring: routes] one line per handler family.
   return ErrorReply(404, {"no handler for route \"" + c.path + "\""});
 }
 
@@ -110,9 +121,12 @@ std::optional<HttpResponse> Router::CheckHead(const HttpRequest& head) {
   if (!large) return std::nullopt;
   auto target = ParseTarget(head.target);
   if (target && IsUnauthenticatedPath(target->path)) return std::nullopt;
+  // Login bodies are small; a large one is refused like any anonymous large body.
   auto vault = core_.Acquire();
   if (!vault) return std::nullopt;  // Handle returns 503 without reading anything
-  if ((*vault)->tokens->Authenticate(TokenFrom(head))) return std::nullopt;
+  if ((*vault)->tokens->Authenticate(TokenFrom(head), head.remote_address, nullptr)) {
+    return std::nullopt;
+  }
   return ToHttp(ErrorReply(403, {"permission denied"}));
 }
 
@@ -142,14 +156,22 @@ HttpResponse Router::Handle(HttpRequest& request) {
   }
 
   // Authenticate before parsing: a caller without a valid token gets 403 without the server
-  // spending memory on its body, which the audit record then leaves out.
+  // spending memory on its body, which the audit record then leaves out. Login endpoints
+  // take no token: their body is the credential.
   // NOTE: the parsed body and reply trees keep secret values in ordinary heap memory, which
   // is not wiped. Only the raw request and response bodies are wiped.
-  auto identity = c.vault->tokens->Authenticate(TokenFrom(request));
-  if (identity) c.identity = std::move(*identity);
+  const bool login = target && IsLoginPath(target->path);
+  const std::string_view token = TokenFrom(request);
+  Result<vault::auth::Identity> identity = vault::auth::Identity{};
+  if (!login || !token.empty()) {
+    identity = c.vault->tokens->Authenticate(token, request.remote_address, nullptr);
+  }
+  if (identity) c.identity = *identity;
   Result<nlohmann::json> body = nlohmann::json(nullptr);
   if (identity) body = ParseBody(request.body);
   if (body) c.body = std::move(*body);
+  // A token with limited uses pays one use per request, taken in the request's own batch.
+  const bool counts_uses = identity && identity->entry && identity->entry->num_uses > 0;
 
   std::unique_lock<std::mutex> write_lock;
   if (target && identity && c.operation != "read" && c.operation != "list") {
@@ -159,19 +181,40 @@ HttpResponse Router::Handle(HttpRequest& request) {
   for (int attempt = 1;; ++attempt) {
     Reply reply;
     c.after_commit = nullptr;
+    c.batch = storage::WriteBatch();
+    if (counts_uses) {
+      identity = c.vault->tokens->Authenticate(token, request.remote_address, &c.batch);
+      if (identity) c.identity = *identity;
+    }
     if (!identity) {
       reply = ReplyForError(identity.error());
     } else if (!target) {
       reply = ReplyForError(target.error());
     } else if (!body) {
       reply = ReplyForError(body.error());
+    } else if (auto allowed = login && !identity->entry ? Status() : CheckAccess(c); !allowed) {
+      reply = ReplyForError(allowed.error());
     } else {
       reply = RunHandler(c);
     }
+    if (counts_uses && reply.status >= 400) {
+      // A refused request still used the token: keep the use, drop the handler's writes.
+      c.batch = storage::WriteBatch();
+      identity = c.vault->tokens->Authenticate(token, request.remote_address, &c.batch);
+    }
 
-    vault::audit::AuditEntry entry{c.request_id, core_.clock().Now(), request.remote_address,
-                                   c.identity.accessor, c.operation, c.method, c.path,
-                                   reply.status, c.body, reply.body};
+    vault::audit::AuditEntry entry{c.request_id,
+                                   core_.clock().Now(),
+                                   request.remote_address,
+                                   c.identity.accessor,
+                                   c.identity.entry ? c.identity.entry->chain
+                                                    : std::vector<std::string>(),
+                                   c.operation,
+                                   c.method,
+                                   c.path,
+                                   reply.status,
+                                   c.body,
+                                   reply.body};
     storage::WriteBatch batch = std::move(c.batch);
     c.batch = storage::WriteBatch();
     if (auto attached = c.vault->audit->Attach(entry, batch); !attached) {

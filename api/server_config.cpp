@@ -66,7 +66,8 @@ Status ReadTimeout(const json& object, const std::string& key, std::string_view 
 Status ReadListener(const json& listener, ServerOptions& options) {
   KW_RETURN_IF_ERROR(RejectUnknownKeys(
       listener, "listener.",
-      {"address", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "max_request_size",
+      {"address", "tls_cert_file", "tls_key_file", "tls_client_ca_file",
+       "tls_request_client_cert", "max_request_size",
        "max_header_size", "max_url_size", "request_timeout", "idle_timeout", "max_connections",
        "max_connections_per_address", "io_threads", "worker_threads"}));
   std::string address;
@@ -79,6 +80,19 @@ Status ReadListener(const json& listener, ServerOptions& options) {
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return InvalidArgument(
         "config: set both \"listener.tls_cert_file\" and \"listener.tls_key_file\", or neither");
+  }
+  auto request_client_cert = OptionalBool(listener, "tls_request_client_cert");
+  if (!request_client_cert) {
+    return InvalidArgument("config: \"listener.tls_request_client_cert\" must be a boolean");
+  }
+  options.tls_request_client_cert = request_client_cert->value_or(false);
+  if (options.tls_request_client_cert && options.tls_cert_file.empty()) {
+    return InvalidArgument("config: \"listener.tls_request_client_cert\" needs "
+                           "\"listener.tls_cert_file\" and \"listener.tls_key_file\"");
+  }
+  if (options.tls_request_client_cert && !options.tls_client_ca_file.empty()) {
+    return InvalidArgument("config: set \"listener.tls_request_client_cert\" or "
+                           "\"listener.tls_client_ca_file\", not both");
   }
   KW_RETURN_IF_ERROR(ReadSize(listener, "max_request_size", "listener.", options.max_body_bytes));
   KW_RETURN_IF_ERROR(ReadSize(listener, "max_header_size", "listener.", options.max_header_bytes));

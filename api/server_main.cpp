@@ -10,6 +10,7 @@
 #include <iostream>
 #include <optional>
 
+#include "api/dev_tls.hpp"
 #include "api/router.hpp"
 #include "api/server_config.hpp"
 #include "base/bytes.hpp"
@@ -26,6 +27,7 @@ constexpr std::string_view kSoftHsmModule = "/usr/lib/softhsm/libsofthsm2.so";
 
 struct ServerFlags {
   bool dev = false;
+  bool dev_tls = false;  // -dev-tls: HTTPS with a generated CA, client certificates requested
   std::string config_path;
   std::string dev_listen_address = "127.0.0.1:8200";
   std::optional<std::string> dev_root_token_id;
@@ -33,7 +35,7 @@ struct ServerFlags {
 };
 
 void PrintUsage(std::ostream& out = std::cerr) {
-  out << "Usage: keyward server -dev [-dev-listen-address=HOST:PORT] "
+  out << "Usage: keyward server -dev [-dev-tls] [-dev-listen-address=HOST:PORT] "
                "[-dev-root-token-id=TOKEN] [-dev-data-dir=DIR]\n"
                "       keyward server -config FILE\n\n"
                "Example: keyward server -dev -dev-listen-address=127.0.0.1:8200\n";
@@ -59,6 +61,8 @@ std::optional<ServerFlags> ParseFlags(const std::vector<std::string>& args) {
     };
     if (name == "-dev") {
       flags.dev = true;
+    } else if (name == "-dev-tls") {
+      flags.dev_tls = true;
     } else if (name == "-config") {
       auto v = take_value();
       if (!v) return std::nullopt;
@@ -81,6 +85,10 @@ std::optional<ServerFlags> ParseFlags(const std::vector<std::string>& args) {
   }
   if (flags.dev == !flags.config_path.empty()) {
     std::cerr << "give exactly one of -dev and -config FILE\n";
+    return std::nullopt;
+  }
+  if (flags.dev_tls && !flags.dev) {
+    std::cerr << "-dev-tls needs -dev; with -config, set listener.tls_cert_file instead\n";
     return std::nullopt;
   }
   return flags;
@@ -137,6 +145,14 @@ Result<ServerConfig> PrepareDev(const ServerFlags& flags) {
     auto written = WriteFile(pin_file, pin, 0600);
     WipeString(pin);
     KW_RETURN_IF_ERROR(written);
+  }
+
+  if (flags.dev_tls) {
+    SystemClock clock;
+    KW_ASSIGN_OR_RETURN(DevTlsFiles tls, PrepareDevTls(dir, clock));
+    config.listener.tls_cert_file = tls.server_cert.string();
+    config.listener.tls_key_file = tls.server_key.string();
+    config.listener.tls_request_client_cert = true;
   }
   return config;
 }
@@ -230,11 +246,19 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
     std::cout << "keyward dev server: data in " << std::filesystem::absolute(flags.dev_data_dir).string()
               << "\nRoot Token: " << root_token->RevealText() << "\n";
   }
+  if (flags.dev_tls) {
+    const auto ca = DevTlsPaths(std::filesystem::absolute(flags.dev_data_dir)).ca_cert;
+    std::cout << "CA Certificate: " << ca.string() << "\n"
+              << "Clients must trust it: export VAULT_CACERT='" << ca.string() << "'\n";
+  }
   std::cout << "Listening on: " << address << "\n" << std::flush;
   root_token.reset();
   log::Info("server started", {{log::kAddress, address}});
+  // Expired tokens are refused on use; the sweeper removes them so the store stays bounded.
+  core.StartSweeper(std::chrono::seconds(10));
 
   const Status waited = WaitForSignal();
+  core.StopSweeper();
   (*server)->Stop();
   core.Seal();
   log::Info("server stopped");

@@ -166,11 +166,6 @@ Reply Unseal(vault::Core& core, const HttpRequest& http, bool initialized) {
   return Reply{200, SealStatus(core, initialized)};
 }
 
-Result<Reply> RequireRoot(const RequestContext& c) {
-  if (!c.identity.root) return ReplyForError(Error(Code::kPermissionDenied, "root required"));
-  return Reply{};
-}
-
 nlohmann::json MountTable() {
   return {{"secret/", {{"type", "kv"},
                        {"description", "key/value secret storage"},
@@ -237,13 +232,11 @@ Result<Reply> HandleSys(RequestContext& c) {
 
   if (path == "sys/seal") {
     if (!write) return MethodNotAllowed(c);
-    KW_RETURN_IF_ERROR(RequireRoot(c));
     c.after_commit = [&core = c.core] { core.Seal(); };
     return Reply{204, nullptr};
   }
   if (path == "sys/rotate") {
     if (!write) return MethodNotAllowed(c);
-    KW_RETURN_IF_ERROR(RequireRoot(c));
     KW_ASSIGN_OR_RETURN(auto version, c.vault->barrier->Rotate());
     (void)version;
     return Reply{204, nullptr};
@@ -254,12 +247,10 @@ Result<Reply> HandleSys(RequestContext& c) {
   }
   if (path == "sys/audit/verify") {
     if (c.operation != "read") return MethodNotAllowed(c);
-    KW_RETURN_IF_ERROR(RequireRoot(c));
     return AuditVerify(c);
   }
   if (path.starts_with("sys/audit-hash/")) {
     if (!write) return MethodNotAllowed(c);
-    KW_RETURN_IF_ERROR(RequireRoot(c));
     return AuditHash(c);
   }
   if (path == "sys/mounts") {

@@ -1,26 +1,418 @@
 #include "api/token_handlers.hpp"
 
-namespace kw::api {
+#include <algorithm>
+#include <chrono>
 
-Result<Reply> HandleTokenLookupSelf(RequestContext& c, std::string_view token) {
-  if (c.operation != "read" && c.method != "POST" && c.method != "PUT") return MethodNotAllowed(c);
-  // NOTE: only the root token exists so far, so the fields are the root token's.
-  nlohmann::json data = {{"accessor", c.identity.accessor},
-                         {"creation_ttl", 0},
-                         {"display_name", "root"},
-                         {"entity_id", ""},
-                         {"expire_time", nullptr},
-                         {"explicit_max_ttl", 0},
-                         {"id", std::string(token)},
-                         {"meta", nullptr},
-                         {"num_uses", 0},
-                         {"orphan", true},
-                         {"path", "auth/token/root"},
-                         {"policies", c.identity.policies},
-                         {"renewable", false},
-                         {"ttl", 0},
-                         {"type", "service"}};
-  return Reply{200, Envelope(c, std::move(data))};
+#include "api/auth_reply.hpp"
+#include "api/json_fields.hpp"
+#include "base/cidr.hpp"
+#include "base/log.hpp"
+
+namespace kw::api {
+namespace {
+
+using vault::auth::TokenEntry;
+using vault::auth::TokenRequest;
+using vault::auth::TokenRole;
+
+constexpr std::string_view kPrefix = "auth/token/";
+
+std::int64_t NowSeconds(const RequestContext& c) {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             c.core.clock().Now().time_since_epoch())
+      .count();
+}
+
+std::string FormatUnix(std::int64_t seconds) {
+  return FormatRfc3339(TimePoint(std::chrono::seconds(seconds)));
+}
+
+bool IsWrite(const RequestContext& c) { return c.method == "POST" || c.method == "PUT"; }
+
+// The lookup data of `e`, as Vault's token lookup returns it, plus keyward's delegation
+// fields. `id` is the token text when the caller presented it, else empty.
+nlohmann::json LookupData(const RequestContext& c, const TokenEntry& e, std::string_view id) {
+  const std::int64_t now = NowSeconds(c);
+  nlohmann::json data = {
+      {"accessor", e.accessor},
+      {"creation_time", e.creation_time},
+      {"creation_ttl", e.creation_ttl},
+      {"display_name", e.display_name},
+      {"entity_id", e.entity_id},
+      {"expire_time", e.expire_time == 0 ? nlohmann::json(nullptr)
+                                         : nlohmann::json(FormatUnix(e.expire_time))},
+      {"explicit_max_ttl", e.explicit_max_ttl},
+      {"id", std::string(id)},
+      {"issue_time", FormatUnix(e.creation_time)},
+      {"meta", e.meta.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.meta)},
+      {"num_uses", e.num_uses},
+      {"orphan", e.orphan()},
+      {"path", e.path},
+      {"policies", e.policies},
+      {"renewable", e.renewable},
+      {"ttl", e.Ttl(now)},
+      {"type", "service"},
+      {"parent_accessor", e.parent},
+      {"delegation_chain", e.chain},
+      {"bound_paths", e.bound_paths},
+      {"bound_cidrs", e.bound_cidrs},
+  };
+  if (e.period > 0) data["period"] = e.period;
+  if (!e.role.empty()) data["role"] = e.role;
+  return data;
+}
+
+// The `auth` block of a renewal: Vault returns the token's new lease.
+Reply RenewReply(const RequestContext& c, const TokenEntry& e, std::string_view token) {
+  nlohmann::json body = Envelope(c, nullptr);
+  body["auth"] = {{"client_token", std::string(token)},
+                  {"accessor", e.accessor},
+                  {"policies", e.policies},
+                  {"token_policies", e.policies},
+                  {"metadata", e.meta.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.meta)},
+                  {"lease_duration", e.Ttl(NowSeconds(c))},
+                  {"renewable", e.renewable},
+                  {"entity_id", e.entity_id},
+                  {"token_type", "service"},
+                  {"orphan", e.orphan()}};
+  return Reply{200, std::move(body)};
+}
+
+Reply NoContent() { return Reply{204, nullptr}; }
+
+Result<std::string> RequiredString(const RequestContext& c, std::string_view field) {
+  KW_ASSIGN_OR_RETURN(auto value, OptionalString(c.body, field));
+  if (!value || value->empty()) {
+    return InvalidArgument("missing " + std::string(field));
+  }
+  return *value;
+}
+
+Result<std::int64_t> Seconds(const RequestContext& c, std::string_view field) {
+  KW_ASSIGN_OR_RETURN(auto value, OptionalDuration(c.body, field));
+  return value ? value->count() : 0;
+}
+
+// Reads the create fields of the request body into `request`.
+Status ReadCreateFields(const RequestContext& c, TokenRequest& request) {
+  KW_ASSIGN_OR_RETURN(auto policies, OptionalStringList(c.body, "policies"));
+  if (policies) request.policies = std::move(*policies);
+  KW_ASSIGN_OR_RETURN(auto meta, OptionalStringMap(c.body, "meta"));
+  if (meta) request.meta = std::move(*meta);
+  KW_ASSIGN_OR_RETURN(auto display_name, OptionalString(c.body, "display_name"));
+  if (display_name) request.display_name = std::move(*display_name);
+  KW_ASSIGN_OR_RETURN(auto ttl, OptionalDuration(c.body, "ttl"));
+  if (ttl) request.ttl = ttl->count();
+  KW_ASSIGN_OR_RETURN(auto explicit_max, OptionalDuration(c.body, "explicit_max_ttl"));
+  if (explicit_max) request.explicit_max_ttl = explicit_max->count();
+  KW_ASSIGN_OR_RETURN(auto period, OptionalDuration(c.body, "period"));
+  if (period) request.period = period->count();
+  KW_ASSIGN_OR_RETURN(auto renewable, OptionalBool(c.body, "renewable"));
+  if (renewable) request.renewable = *renewable;
+  KW_ASSIGN_OR_RETURN(auto num_uses, OptionalInt(c.body, "num_uses"));
+  if (num_uses) request.num_uses = *num_uses;
+  KW_ASSIGN_OR_RETURN(auto no_default, OptionalBool(c.body, "no_default_policy"));
+  if (no_default) request.no_default_policy = *no_default;
+  KW_ASSIGN_OR_RETURN(auto bound_paths, OptionalStringList(c.body, "bound_paths"));
+  if (bound_paths) request.bound_paths = std::move(*bound_paths);
+  KW_ASSIGN_OR_RETURN(auto bound_cidrs, OptionalStringList(c.body, "bound_cidrs"));
+  if (bound_cidrs) request.bound_cidrs = std::move(*bound_cidrs);
+  KW_ASSIGN_OR_RETURN(auto type, OptionalString(c.body, "type"));
+  if (type && *type != "service" && *type != "default") {
+    return InvalidArgument("type: keyward issues service tokens only; omit type or use \"service\"");
+  }
+  KW_ASSIGN_OR_RETURN(auto id, OptionalString(c.body, "id"));
+  if (id && !id->empty()) {
+    request.id = SecretBuffer::CopyFrom(*id);
+    WipeString(*id);
+  }
+  for (const auto& glob : request.bound_paths) {
+    if (glob.empty() || glob.size() > 512 || glob.starts_with('/')) {
+      return InvalidArgument("bound_paths: each entry is a path below /v1/ such as "
+                             "\"secret/data/app/*\"");
+    }
+  }
+  return OkStatus();
+}
+
+// Applies `role` to `request`: its policy bounds and token settings.
+Status ApplyRole(const TokenRole& role, TokenRequest& request) {
+  auto lower = [](std::string name) {
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    const auto first = name.find_first_not_of(" \t");
+    const auto last = name.find_last_not_of(" \t");
+    return first == std::string::npos ? std::string() : name.substr(first, last - first + 1);
+  };
+  if (request.policies.empty()) request.policies = role.allowed_policies;
+  for (const auto& raw : request.policies) {
+    const std::string name = lower(raw);
+    if (name.empty() || name == "default") continue;
+    if (!role.allowed_policies.empty() &&
+        std::find(role.allowed_policies.begin(), role.allowed_policies.end(), name) ==
+            role.allowed_policies.end()) {
+      return PermissionDenied("policies: role \"" + role.name + "\" does not allow policy \"" +
+                              name + "\"");
+    }
+    if (std::find(role.disallowed_policies.begin(), role.disallowed_policies.end(), name) !=
+        role.disallowed_policies.end()) {
+      return PermissionDenied("policies: role \"" + role.name + "\" disallows policy \"" + name +
+                              "\"");
+    }
+  }
+  request.role = role.name;
+  request.orphan = role.orphan;
+  if (!role.renewable) request.renewable = false;
+  if (role.token_period > 0) request.period = role.token_period;
+  if (role.token_explicit_max_ttl > 0) {
+    request.explicit_max_ttl = request.explicit_max_ttl
+                                   ? std::min(*request.explicit_max_ttl, role.token_explicit_max_ttl)
+                                   : role.token_explicit_max_ttl;
+  }
+  if (!request.ttl && role.token_ttl > 0) request.ttl = role.token_ttl;
+  if (role.token_num_uses > 0 &&
+      (request.num_uses == 0 || request.num_uses > role.token_num_uses)) {
+    request.num_uses = role.token_num_uses;
+  }
+  if (role.token_no_default_policy) request.no_default_policy = true;
+  if (!role.token_bound_cidrs.empty()) request.bound_cidrs = role.token_bound_cidrs;
+  return OkStatus();
+}
+
+Result<Reply> CreateChecked(RequestContext& c, std::string_view rest);
+
+// Delegation refusals name the rule: the caller is authenticated and the message is about its
+// own token, so it reveals nothing about other paths.
+Result<Reply> Create(RequestContext& c, std::string_view rest) {
+  auto reply = CreateChecked(c, rest);
+  if (!reply && reply.error().code() == Code::kPermissionDenied) {
+    return ErrorReply(403, {"permission denied: " + reply.error().message()});
+  }
+  return reply;
+}
+
+Result<Reply> CreateChecked(RequestContext& c, std::string_view rest) {
+  if (!IsWrite(c)) return MethodNotAllowed(c);
+  TokenRequest request;
+  KW_RETURN_IF_ERROR(ReadCreateFields(c, request));
+  KW_ASSIGN_OR_RETURN(auto no_parent, OptionalBool(c.body, "no_parent"));
+  KW_ASSIGN_OR_RETURN(auto role_name, OptionalString(c.body, "role_name"));
+  std::string role;
+  if (rest.starts_with("create/")) {
+    role = std::string(rest.substr(7));
+  } else if (role_name && !role_name->empty()) {
+    role = *role_name;
+  }
+  if (rest == "create-orphan") {
+    request.orphan = true;  // the router required sudo on this path
+  } else if (no_parent.value_or(false)) {
+    if (!c.identity.root) {
+      return PermissionDenied("no_parent: only root tokens create orphans this way; use "
+                              "auth/token/create-orphan, which needs sudo");
+    }
+    request.orphan = true;
+  }
+  if (!role.empty()) {
+    std::transform(role.begin(), role.end(), role.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    auto loaded = c.vault->token_roles->Get(role);
+    if (!loaded) {
+      if (loaded.error().code() == Code::kNotFound) {
+        return InvalidArgument("unknown role " + role);
+      }
+      return tl::unexpected(loaded.error());
+    }
+    KW_RETURN_IF_ERROR(ApplyRole(*loaded, request));
+  }
+  request.display_name = request.display_name.empty() ? "token" : "token-" + request.display_name;
+  request.path = "auth/token/" + std::string(rest);
+  KW_ASSIGN_OR_RETURN(auto created,
+                      c.vault->tokens->Create(*c.identity.entry, std::move(request), c.batch));
+  return Reply{200, AuthEnvelope(c, created)};
+}
+
+// Resolves the token a lookup, renew or revoke names: the "token" field, or the caller.
+Result<std::shared_ptr<const TokenEntry>> NamedToken(RequestContext& c, std::string& text) {
+  KW_ASSIGN_OR_RETURN(text, RequiredString(c, "token"));
+  auto entry = c.vault->tokens->LookupToken(text);
+  if (!entry && entry.error().code() == Code::kNotFound) return PermissionDenied("bad token");
+  return entry;
+}
+
+Result<std::shared_ptr<const TokenEntry>> NamedAccessor(RequestContext& c) {
+  KW_ASSIGN_OR_RETURN(std::string accessor, RequiredString(c, "accessor"));
+  auto entry = c.vault->tokens->LookupAccessor(accessor);
+  if (!entry && entry.error().code() == Code::kNotFound) {
+    return InvalidArgument("invalid accessor");
+  }
+  return entry;
+}
+
+Result<Reply> Revoke(RequestContext& c, const TokenEntry& entry, bool orphan_children) {
+  KW_ASSIGN_OR_RETURN(auto revoked,
+                      c.vault->tokens->Revoke(entry.accessor, orphan_children, c.batch));
+  // NOTE: leases do not exist yet; once they do, the leases of every revoked accessor are
+  // revoked here in the same batch.
+  log::Info("tokens revoked", {{log::kRequestId, c.request_id},
+                               {log::kAccessor, entry.accessor},
+                               {"count", revoked.size()}});
+  return NoContent();
+}
+
+Result<Reply> HandleRoles(RequestContext& c, std::string_view name) {
+  if (name.empty()) {
+    if (c.operation != "list") return MethodNotAllowed(c);
+    KW_ASSIGN_OR_RETURN(auto names, c.vault->token_roles->List());
+    return Reply{200, Envelope(c, {{"keys", names}})};
+  }
+  std::string role_name(name);
+  std::transform(role_name.begin(), role_name.end(), role_name.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (c.operation == "read") {
+    KW_ASSIGN_OR_RETURN(TokenRole role, c.vault->token_roles->Get(role_name));
+    return Reply{200, Envelope(c, {{"name", role.name},
+                                   {"allowed_policies", role.allowed_policies},
+                                   {"disallowed_policies", role.disallowed_policies},
+                                   {"orphan", role.orphan},
+                                   {"renewable", role.renewable},
+                                   {"token_period", role.token_period},
+                                   {"token_explicit_max_ttl", role.token_explicit_max_ttl},
+                                   {"token_ttl", role.token_ttl},
+                                   {"token_num_uses", role.token_num_uses},
+                                   {"token_no_default_policy", role.token_no_default_policy},
+                                   {"token_bound_cidrs", role.token_bound_cidrs},
+                                   {"token_type", "service"},
+                                   {"path_suffix", role.path_suffix}})};
+  }
+  if (c.operation == "delete") {
+    KW_RETURN_IF_ERROR(c.vault->token_roles->StageDelete(role_name, c.batch));
+    return NoContent();
+  }
+  if (!IsWrite(c)) return MethodNotAllowed(c);
+  TokenRole role;
+  if (auto existing = c.vault->token_roles->Get(role_name)) {
+    role = *existing;
+  } else if (existing.error().code() != Code::kNotFound) {
+    return tl::unexpected(existing.error());
+  }
+  role.name = role_name;
+  auto policy_list = [&](std::string_view field, std::vector<std::string>& out) -> Status {
+    KW_ASSIGN_OR_RETURN(auto list, OptionalStringList(c.body, field));
+    if (!list) return OkStatus();
+    out.clear();
+    for (auto name_item : *list) {
+      std::transform(name_item.begin(), name_item.end(), name_item.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      if (name_item == "root" && field == "allowed_policies") {
+        return PermissionDenied("allowed_policies: \"root\" cannot be granted through a role");
+      }
+      out.push_back(std::move(name_item));
+    }
+    return OkStatus();
+  };
+  KW_RETURN_IF_ERROR(policy_list("allowed_policies", role.allowed_policies));
+  KW_RETURN_IF_ERROR(policy_list("disallowed_policies", role.disallowed_policies));
+  KW_ASSIGN_OR_RETURN(auto orphan, OptionalBool(c.body, "orphan"));
+  if (orphan) role.orphan = *orphan;
+  KW_ASSIGN_OR_RETURN(auto renewable, OptionalBool(c.body, "renewable"));
+  if (renewable) role.renewable = *renewable;
+  for (auto [field, target] : {std::pair{"token_period", &role.token_period},
+                               std::pair{"period", &role.token_period},
+                               std::pair{"token_explicit_max_ttl", &role.token_explicit_max_ttl},
+                               std::pair{"explicit_max_ttl", &role.token_explicit_max_ttl},
+                               std::pair{"token_ttl", &role.token_ttl}}) {
+    KW_ASSIGN_OR_RETURN(auto value, OptionalDuration(c.body, field));
+    if (value) *target = value->count();
+  }
+  KW_ASSIGN_OR_RETURN(auto num_uses, OptionalInt(c.body, "token_num_uses"));
+  if (num_uses) {
+    if (*num_uses < 0) return InvalidArgument("token_num_uses: must not be negative");
+    role.token_num_uses = *num_uses;
+  }
+  KW_ASSIGN_OR_RETURN(auto no_default, OptionalBool(c.body, "token_no_default_policy"));
+  if (no_default) role.token_no_default_policy = *no_default;
+  KW_ASSIGN_OR_RETURN(auto cidrs, OptionalStringList(c.body, "token_bound_cidrs"));
+  if (cidrs) role.token_bound_cidrs = std::move(*cidrs);
+  if (auto parsed = ParseCidrList(role.token_bound_cidrs); !parsed) {
+    return InvalidArgument("token_bound_cidrs: " + parsed.error().message());
+  }
+  KW_ASSIGN_OR_RETURN(auto suffix, OptionalString(c.body, "path_suffix"));
+  if (suffix) role.path_suffix = std::move(*suffix);
+  KW_RETURN_IF_ERROR(c.vault->token_roles->StagePut(role, c.batch));
+  return NoContent();
+}
+
+}  // namespace
+
+Result<Reply> HandleToken(RequestContext& c, std::string_view token) {
+  const std::string_view rest = std::string_view(c.path).substr(kPrefix.size());
+  const TokenEntry& self = *c.identity.entry;
+
+  if (rest == "create" || rest == "create-orphan" || rest.starts_with("create/")) {
+    return Create(c, rest);
+  }
+  if (rest == "lookup-self") {
+    if (c.operation != "read" && !IsWrite(c)) return MethodNotAllowed(c);
+    return Reply{200, Envelope(c, LookupData(c, self, token))};
+  }
+  if (rest == "lookup") {
+    if (!IsWrite(c)) return MethodNotAllowed(c);
+    std::string text;
+    KW_ASSIGN_OR_RETURN(auto entry, NamedToken(c, text));
+    return Reply{200, Envelope(c, LookupData(c, *entry, text))};
+  }
+  if (rest == "lookup-accessor") {
+    if (!IsWrite(c)) return MethodNotAllowed(c);
+    KW_ASSIGN_OR_RETURN(auto entry, NamedAccessor(c));
+    return Reply{200, Envelope(c, LookupData(c, *entry, ""))};
+  }
+  if (rest == "renew-self" || rest == "renew" || rest == "renew-accessor") {
+    if (!IsWrite(c)) return MethodNotAllowed(c);
+    KW_ASSIGN_OR_RETURN(std::int64_t increment, Seconds(c, "increment"));
+    std::string text(token);
+    std::shared_ptr<const TokenEntry> target = c.identity.entry;
+    if (rest == "renew") {
+      KW_ASSIGN_OR_RETURN(target, NamedToken(c, text));
+    } else if (rest == "renew-accessor") {
+      KW_ASSIGN_OR_RETURN(target, NamedAccessor(c));
+      text.clear();
+    }
+    KW_ASSIGN_OR_RETURN(auto renewed,
+                        c.vault->tokens->Renew(target->accessor, increment, c.batch));
+    return RenewReply(c, *renewed, text);
+  }
+  if (rest == "revoke-self") {
+    if (!IsWrite(c)) return MethodNotAllowed(c);
+    return Revoke(c, self, false);
+  }
+  if (rest == "revoke" || rest == "revoke-orphan") {
+    if (!IsWrite(c)) return MethodNotAllowed(c);
+    std::string text;
+    KW_ASSIGN_OR_RETURN(auto entry, NamedToken(c, text));
+    return Revoke(c, *entry, rest == "revoke-orphan");
+  }
+  if (rest == "revoke-accessor") {
+    if (!IsWrite(c)) return MethodNotAllowed(c);
+    KW_ASSIGN_OR_RETURN(auto entry, NamedAccessor(c));
+    return Revoke(c, *entry, false);
+  }
+  if (rest == "roles") return HandleRoles(c, "");
+  if (rest.starts_with("roles/")) return HandleRoles(c, rest.substr(6));
+  if (rest == "accessors") {
+    if (c.operation != "list") return MethodNotAllowed(c);
+    KW_ASSIGN_OR_RETURN(auto keys, c.core.storage().List("sys/token/accessor/"));
+    return Reply{200, Envelope(c, {{"keys", keys}})};
+  }
+  if (rest == "tidy") {
+    if (!IsWrite(c)) return MethodNotAllowed(c);
+    KW_ASSIGN_OR_RETURN(auto expired, c.vault->tokens->SweepExpired(10'000, c.batch));
+    KW_ASSIGN_OR_RETURN(std::size_t dangling, c.vault->tokens->Tidy(c.batch));
+    nlohmann::json body = Envelope(c, {{"expired_tokens_revoked", expired.size()},
+                                       {"index_entries_removed", dangling}});
+    body["warnings"] = {"Tidy operation completed"};
+    return Reply{200, std::move(body)};
+  }
+  return ErrorReply(404, {"no handler for route \"" + c.path + "\""});
 }
 
 }  // namespace kw::api

@@ -1,11 +1,15 @@
 #pragma once
 
+#include <string_view>
+
 #include "api/request_context.hpp"
+#include "base/result.hpp"
 
 namespace kw::api {
 
-// Serves auth/token/lookup-self for the calling token, which Vault clients use to check that
-// their token works (hvac's is_authenticated, for one).
-Result<Reply> HandleTokenLookupSelf(RequestContext& context, std::string_view token);
+// Serves auth/token/...: create (child, orphan, against a role), lookup, renew and revoke
+// (by token, self and accessor), revoke-orphan, roles, accessors and tidy. `token` is the
+// caller's own token text, which lookup-self returns as "id".
+Result<Reply> HandleToken(RequestContext& c, std::string_view token);
 
 }  // namespace kw::api

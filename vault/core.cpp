@@ -112,9 +112,15 @@ Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
   // An initialised vault recorded its initialisation, so its log is never empty.
   KW_ASSIGN_OR_RETURN(state->audit, audit::AuditLog::Open(storage_, *state->token, hmac_key,
                                                           clock_, /*require_head=*/!create_keys));
-  state->tokens = std::make_unique<auth::TokenStore>(storage_, *state->barrier);
+  state->tokens = std::make_unique<auth::TokenStore>(storage_, *state->barrier, clock_);
   KW_RETURN_IF_ERROR(state->tokens->Load());
   state->secret = std::make_unique<kv::KvEngine>("secret", storage_, *state->barrier, clock_);
+  state->token_roles = std::make_unique<auth::TokenRoles>(storage_, *state->barrier);
+  state->approle = std::make_unique<auth::AppRole>(storage_, *state->barrier, clock_);
+  state->cert = std::make_unique<auth::CertAuth>(storage_, *state->barrier, clock_);
+  state->policies = std::make_unique<policy::PolicyStore>(storage_, *state->barrier, clock_);
+  // [wiring: construct] one line per auth method or store, each constructed from
+  // (storage_, *state->barrier, clock_).
   return state;
 }
 
@@ -204,7 +210,7 @@ Result<InitResult> Core::ResetRootToken(const std::optional<SecretBuffer>& root_
   KW_ASSIGN_OR_RETURN(auto state, Acquire());
   // The same id as before needs no write, and so no audit record.
   if (root_token_id) {
-    if (auto identity = state->tokens->Authenticate(root_token_id->RevealText());
+    if (auto identity = state->tokens->Authenticate(root_token_id->RevealText(), "", nullptr);
         identity && identity->root) {
       return InitResult{SecretBuffer::CopyFrom(root_token_id->Reveal()), identity->accessor};
     }
@@ -218,6 +224,59 @@ Result<InitResult> Core::ResetRootToken(const std::optional<SecretBuffer>& root_
   log::Info("root token replaced", {{log::kAccessor, result.root_accessor}});
   return result;
 }
+
+Result<std::size_t> Core::SweepExpiredTokens() {
+  constexpr std::size_t kBatch = 1000;
+  std::size_t total = 0;
+  for (;;) {
+    KW_ASSIGN_OR_RETURN(auto state, Acquire());
+    storage::WriteBatch batch;
+    KW_ASSIGN_OR_RETURN(auto revoked, state->tokens->SweepExpired(kBatch, batch));
+    if (batch.empty()) return total;
+    audit::AuditEntry entry = InternalAuditEntry("auth/token/tidy", "");
+    entry.operation = "delete";
+    entry.method = "SWEEP";
+    entry.response_body = {{"expired_tokens_revoked", revoked.size()}};
+    KW_RETURN_IF_ERROR(state->audit->Attach(entry, batch));
+    KW_RETURN_IF_ERROR(storage_.Commit(std::move(batch)));
+    total += revoked.size();
+    if (!revoked.empty()) {
+      log::Info("expired tokens revoked", {{"count", revoked.size()}});
+    }
+    if (revoked.size() < kBatch / 2) return total;
+  }
+}
+
+void Core::StartSweeper(std::chrono::milliseconds interval) {
+  StopSweeper();
+  {
+    std::lock_guard lock(sweeper_mutex_);
+    sweeper_stop_ = false;
+  }
+  sweeper_ = std::thread([this, interval] {
+    std::unique_lock lock(sweeper_mutex_);
+    while (!sweeper_wake_.wait_for(lock, interval, [this] { return sweeper_stop_; })) {
+      lock.unlock();
+      if (!sealed()) {
+        if (auto swept = SweepExpiredTokens(); !swept) {
+          log::Error("expired token sweep failed", {{log::kError, swept.error().message()}});
+        }
+      }
+      lock.lock();
+    }
+  });
+}
+
+void Core::StopSweeper() {
+  {
+    std::lock_guard lock(sweeper_mutex_);
+    sweeper_stop_ = true;
+  }
+  sweeper_wake_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+Core::~Core() { StopSweeper(); }
 
 Result<std::shared_ptr<UnsealedState>> Core::Acquire() const {
   std::lock_guard lock(state_mutex_);

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <thread>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +17,11 @@
 #include "vault/auth/token_store.hpp"
 #include "vault/barrier/barrier.hpp"
 #include "vault/kv/kv_engine.hpp"
+#include "vault/auth/token_roles.hpp"
+#include "vault/auth/approle.hpp"
+#include "vault/auth/cert_auth.hpp"
+#include "vault/policy/policy_store.hpp"
+// [wiring: includes]
 
 namespace kw::vault {
 
@@ -42,6 +49,11 @@ struct UnsealedState {
   std::unique_ptr<audit::AuditLog> audit;
   std::unique_ptr<auth::TokenStore> tokens;
   std::unique_ptr<kv::KvEngine> secret;  // the KV v2 engine mounted at secret/
+  std::unique_ptr<auth::TokenRoles> token_roles;
+  std::unique_ptr<auth::AppRole> approle;  // the AppRole auth method at auth/approle/
+  std::unique_ptr<auth::CertAuth> cert;  // the certificate auth method at auth/cert/
+  std::unique_ptr<policy::PolicyStore> policies;  // ACL policies, sys/policies/acl/
+  // [wiring: members] one line per auth method or store.
 };
 
 struct InitResult {
@@ -77,6 +89,17 @@ class Core {
   // Replaces the root token (dev mode start-up). Requires unsealed.
   Result<InitResult> ResetRootToken(const std::optional<SecretBuffer>& root_token_id);
 
+  // Revokes tokens that expired, with their descendants, in batches, each committed with an
+  // audit record. Returns how many were revoked. unavailable when sealed.
+  Result<std::size_t> SweepExpiredTokens();
+
+  // Starts a thread that calls SweepExpiredTokens every `interval` while unsealed; stopped by
+  // StopSweeper or the destructor.
+  void StartSweeper(std::chrono::milliseconds interval);
+  void StopSweeper();
+
+  ~Core();
+
   // Returns the unsealed state for one request. unavailable ("Vault is sealed") when sealed.
   Result<std::shared_ptr<UnsealedState>> Acquire() const;
 
@@ -108,6 +131,11 @@ class Core {
   std::shared_ptr<UnsealedState> state_;  // guarded by state_mutex_; null when sealed
   // The state dropped by the last Seal, alive while requests from before the seal run.
   std::weak_ptr<UnsealedState> sealed_state_;  // guarded by transition_mutex_
+
+  std::mutex sweeper_mutex_;
+  std::condition_variable sweeper_wake_;
+  bool sweeper_stop_ = false;  // guarded by sweeper_mutex_
+  std::thread sweeper_;
 };
 
 }  // namespace kw::vault

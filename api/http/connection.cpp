@@ -145,6 +145,7 @@ class Connection final : public ConnectionBase {
     }
     if constexpr (kIsTls<Stream>) {
       client_certificate_der_ = VerifiedPeerCertificateDer(stream_.native_handle());
+      client_certificate_chain_ = PeerCertificateChainDer(stream_.native_handle());
     }
     StartRequest(/*after_response=*/false);
   }
@@ -350,6 +351,7 @@ class Connection final : public ConnectionBase {
     request_->remote_port = remote_port_;
     request_->tls = kIsTls<Stream>;
     request_->client_certificate_der = client_certificate_der_;
+    request_->client_certificate_chain = client_certificate_chain_;
 
     state_->BeginRequest();
     in_flight_ = true;
@@ -521,6 +523,7 @@ class Connection final : public ConnectionBase {
   const std::string remote_address_;
   const std::uint16_t remote_port_;
   std::optional<std::string> client_certificate_der_;
+  std::vector<std::string> client_certificate_chain_;
 
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;

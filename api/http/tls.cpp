@@ -14,6 +14,29 @@ std::string OpenSslErrorText(const boost::system::error_code& error) {
   return text.empty() ? std::string("unknown OpenSSL error") : text;
 }
 
+// Accepts every client certificate in the handshake. OpenSSL still checks the client's
+// CertificateVerify signature, so the client proves it holds the leaf's private key.
+int AcceptAnyCertificate(int /*preverify_ok*/, X509_STORE_CTX* /*context*/) { return 1; }
+
+std::string DerOf(X509* certificate) {
+  unsigned char* bytes = nullptr;
+  const int length = i2d_X509(certificate, &bytes);
+  if (length <= 0) return {};
+  std::string der(reinterpret_cast<const char*>(bytes), static_cast<std::size_t>(length));
+  OPENSSL_free(bytes);
+  return der;
+}
+
+// Requests a client certificate without verifying it. Session resumption is turned off: a
+// resumed session carries the peer's leaf but not the intermediates it sent, and every
+// connection must present the full chain for the application to verify.
+void RequestClientCertificates(SSL_CTX* native) {
+  SSL_CTX_set_verify(native, SSL_VERIFY_PEER, AcceptAnyCertificate);
+  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_options(native, SSL_OP_NO_TICKET);
+  SSL_CTX_set_num_tickets(native, 0);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ssl::context>> MakeTlsContext(const ServerOptions& options) {
@@ -42,6 +65,12 @@ Result<std::unique_ptr<ssl::context>> MakeTlsContext(const ServerOptions& option
     return InvalidArgument("TLS: the private key in " + options.tls_key_file +
                            " does not match the certificate in " + options.tls_cert_file);
   }
+
+  if (options.tls_request_client_cert && !options.tls_client_ca_file.empty()) {
+    return InvalidArgument(
+        "TLS: tls_request_client_cert and tls_client_ca_file are exclusive: set one of them");
+  }
+  if (options.tls_request_client_cert) RequestClientCertificates(native);
 
   if (!options.tls_client_ca_file.empty()) {
     context->load_verify_file(options.tls_client_ca_file, error);
@@ -78,6 +107,26 @@ std::optional<std::string> VerifiedPeerCertificateDer(SSL* ssl) {
   }
   X509_free(certificate);
   return der;
+}
+
+std::vector<std::string> PeerCertificateChainDer(SSL* ssl) {
+  std::vector<std::string> chain;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+  X509* leaf = SSL_get0_peer_certificate(ssl);
+#else
+  X509* leaf = SSL_get_peer_certificate(ssl);
+  X509_free(leaf);  // the session keeps its own reference
+#endif
+  if (leaf == nullptr) return chain;
+  chain.push_back(DerOf(leaf));
+  // On the server side the stack holds the certificates after the leaf.
+  STACK_OF(X509)* rest = SSL_get_peer_cert_chain(ssl);
+  for (int i = 0; rest != nullptr && i < sk_X509_num(rest); ++i) {
+    X509* certificate = sk_X509_value(rest, i);
+    if (X509_cmp(certificate, leaf) == 0) continue;
+    chain.push_back(DerOf(certificate));
+  }
+  return chain;
 }
 
 }  // namespace kw::api::detail

@@ -222,3 +222,59 @@ std::vector<json> AuditRecords(Database& db) {
 }
 
 }  // namespace kw::e2e
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/stat.h>
+
+#include "tests/e2e/server_process.hpp"
+
+namespace kw::e2e {
+
+CurlResult Curl(const std::vector<std::string>& args) {
+  std::vector<std::string> all = {"-sS", "--max-time", "30", "-w", "\n%{http_code}"};
+  all.insert(all.end(), args.begin(), args.end());
+  const ExitResult run = RunProgram("/usr/bin/curl", all, {});
+  CurlResult result;
+  result.exit_code = run.exited ? run.exit_code : -1;
+  result.err = run.err;
+  const std::size_t newline = run.out.rfind('\n');
+  if (newline == std::string::npos) return result;
+  result.status = std::atoi(run.out.substr(newline + 1).c_str());
+  json body = json::parse(run.out.substr(0, newline), nullptr, /*allow_exceptions=*/false);
+  result.body = body.is_discarded() ? json(nullptr) : body;
+  return result;
+}
+
+void WriteTextFile(const std::filesystem::path& path, const std::string& text, int mode) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file << text;
+  file.close();
+  ::chmod(path.c_str(), static_cast<mode_t>(mode));
+}
+
+std::string TlsHandshakeVersion(std::uint16_t port, const std::string& ca_file, int min_version,
+                                int max_version) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> context(SSL_CTX_new(TLS_client_method()),
+                                                            SSL_CTX_free);
+  if (!context) return {};
+  SSL_CTX_set_security_level(context.get(), 0);
+  SSL_CTX_set_min_proto_version(context.get(), min_version);
+  SSL_CTX_set_max_proto_version(context.get(), max_version);
+  SSL_CTX_load_verify_locations(context.get(), ca_file.c_str(), nullptr);
+  SSL_CTX_set_verify(context.get(), SSL_VERIFY_PEER, nullptr);
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return {};
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(context.get()), SSL_free);
+  std::string version;
+  if (ssl && SSL_set_fd(ssl.get(), fd) == 1) {
+    SSL_set1_host(ssl.get(), "127.0.0.1");
+    if (SSL_connect(ssl.get()) == 1) version = SSL_get_version(ssl.get());
+    SSL_shutdown(ssl.get());
+  }
+  ERR_clear_error();
+  ::close(fd);
+  return version;
+}
+
+}  // namespace kw::e2e

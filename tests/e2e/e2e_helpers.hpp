@@ -92,3 +92,28 @@ std::string AuditRecordKey(std::uint64_t sequence);
 std::vector<json> AuditRecords(Database& db);
 
 }  // namespace kw::e2e
+
+namespace kw::e2e {
+
+// The outcome of one curl run.
+struct CurlResult {
+  int exit_code = -1;  // curl's exit code: 0, or 35 for a failed TLS handshake, ...
+  int status = 0;      // the HTTP status; 0 without a response
+  json body;           // the parsed response body; null when not JSON
+  std::string err;     // curl's stderr
+};
+
+// Runs /usr/bin/curl -sS with `args` and returns its exit code, the HTTP status and the body.
+CurlResult Curl(const std::vector<std::string>& args);
+
+// Writes `text` to `path`, replacing it, with `mode`.
+void WriteTextFile(const std::filesystem::path& path, const std::string& text, int mode = 0600);
+
+// Connects to 127.0.0.1:`port` with TLS limited to [`min_version`, `max_version`] (OpenSSL's
+// TLS1_1_VERSION, ...; the client's security level lowered to 0 so that it offers old
+// versions) and trusting `ca_file`. Returns the negotiated version ("TLSv1.3"), or an empty
+// string when the handshake failed.
+std::string TlsHandshakeVersion(std::uint16_t port, const std::string& ca_file, int min_version,
+                                int max_version);
+
+}  // namespace kw::e2e

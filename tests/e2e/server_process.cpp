@@ -293,3 +293,23 @@ long ResidentKib(pid_t pid) {
 }
 
 }  // namespace kw::e2e
+
+namespace kw::e2e {
+
+DevTlsServer::DevTlsServer() : data_dir_(temp_.path() / "data") {
+  process_ = std::make_unique<ServerProcess>(
+      std::vector<std::string>{"server", "-dev", "-dev-tls", "-dev-listen-address=127.0.0.1:0",
+                               "-dev-data-dir=" + data_dir_.string(),
+                               "-dev-root-token-id=" + std::string(kRootToken)},
+      std::vector<std::string>{}, temp_.path());
+}
+
+bool DevTlsServer::Start() {
+  if (!process_->Start()) return false;
+  ca_file_ = LineValue(process_->ReadStdout(), "CA Certificate: ").value_or("");
+  return true;
+}
+
+std::string DevTlsServer::url() const { return "https://127.0.0.1:" + std::to_string(port()); }
+
+}  // namespace kw::e2e

@@ -141,3 +141,35 @@ std::unique_ptr<httplib::Client> MakeClient(std::uint16_t port, const std::strin
 long ResidentKib(pid_t pid);
 
 }  // namespace kw::e2e
+
+namespace kw::e2e {
+
+// A dev-mode server started with -dev-tls (HTTPS, client certificates requested) on
+// 127.0.0.1 with a port the kernel picks, its data in a fresh temporary directory that
+// survives restarts. Its CA file comes from the "CA Certificate:" line it prints.
+class DevTlsServer {
+ public:
+  DevTlsServer();
+
+  bool Start();
+  int Stop() { return process_->Stop(); }
+
+  ServerProcess& process() { return *process_; }
+  std::uint16_t port() const { return process_->port(); }
+  // https://127.0.0.1:<port>
+  std::string url() const;
+  const std::filesystem::path& data_dir() const { return data_dir_; }
+  // A scratch directory for client keys and certificates, removed with the server's data.
+  std::filesystem::path scratch_dir() const { return temp_.path(); }
+  // The CA certificate file that the latest start printed; empty when it printed none.
+  const std::filesystem::path& ca_file() const { return ca_file_; }
+  const std::string& token() const { return process_->root_token(); }
+
+ private:
+  TempDir temp_;
+  std::filesystem::path data_dir_;
+  std::filesystem::path ca_file_;
+  std::unique_ptr<ServerProcess> process_;
+};
+
+}  // namespace kw::e2e

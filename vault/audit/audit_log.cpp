@@ -109,6 +109,7 @@ Result<nlohmann::json> AuditLogImpl::BuildRecord(const AuditEntry& entry) {
       {"request_id", entry.request_id},
       {"client_address", entry.client_address},
       {"accessor", entry.accessor},
+      {"delegation_chain", entry.delegation_chain},
       {"operation", entry.operation},
       {"method", entry.method},
       {"path", entry.path},

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +23,8 @@ struct AuditEntry {
   TimePoint time;
   std::string client_address;
   std::string accessor;   // the token's accessor; empty when no valid token was presented
+  // Accessors from the root of the token's delegation chain down to the token itself.
+  std::vector<std::string> delegation_chain;
   std::string operation;  // read, create, update, patch, delete, list
   std::string method;     // the HTTP method as received
   std::string path;       // the request path below /v1/, normalised

@@ -168,6 +168,11 @@ Result<WriteResult> KvEngine::Write(std::string_view path, const SecretBuffer& d
   return WriteResult{version, entry, metadata.custom_metadata};
 }
 
+Result<bool> KvEngine::Exists(std::string_view path) {
+  KW_ASSIGN_OR_RETURN(auto sealed, storage_.Get(MetadataKey(path)));
+  return sealed.has_value();
+}
+
 Result<SecretMetadata> KvEngine::ReadMetadata(std::string_view path) {
   KW_ASSIGN_OR_RETURN(LoadedMetadata loaded, LoadMetadata(path));
   if (!loaded.metadata) return NotFound("no secret at path " + std::string(path));

@@ -96,6 +96,9 @@ class KvEngine {
   Result<WriteResult> Write(std::string_view path, const SecretBuffer& data_json,
                             std::optional<std::int64_t> cas, storage::WriteBatch& batch);
 
+  // Returns whether the secret exists (has metadata), for the ACL's create-or-update choice.
+  Result<bool> Exists(std::string_view path);
+
   // Reads the secret's metadata. not_found when absent.
   Result<SecretMetadata> ReadMetadata(std::string_view path);
 
