@@ -15,7 +15,7 @@ std::string OpenSslErrorText(const boost::system::error_code& error) {
 }
 
 // Accepts every client certificate in the handshake. OpenSSL still checks the client's
-// CertificateVerify signature, so the client proves it holds the leaf's private key.
+// CertificateVerify signature, so the client proves it has the leaf's private key.
 int AcceptAnyCertificate(int /*preverify_ok*/, X509_STORE_CTX* /*context*/) { return 1; }
 
 std::string DerOf(X509* certificate) {
@@ -119,7 +119,7 @@ std::vector<std::string> PeerCertificateChainDer(SSL* ssl) {
 #endif
   if (leaf == nullptr) return chain;
   chain.push_back(DerOf(leaf));
-  // On the server side the stack holds the certificates after the leaf.
+  // On the server side the stack contains the certificates after the leaf.
   STACK_OF(X509)* rest = SSL_get_peer_cert_chain(ssl);
   for (int i = 0; rest != nullptr && i < sk_X509_num(rest); ++i) {
     X509* certificate = sk_X509_value(rest, i);

@@ -16,7 +16,7 @@ namespace kw::api::detail {
 // Creates the server TLS context (TLS 1.2 or newer) from the PEM files in `options`. When
 // tls_client_ca_file is set, the server requests a client certificate, and one that is sent
 // must verify against that bundle. With tls_request_client_cert, the server requests a
-// certificate and accepts any that the client proves it holds the key of, leaving
+// certificate and accepts any whose private key the client proves it has, leaving
 // verification to the application. Either way a client without a certificate is still
 // accepted. invalid_argument names the file that could not be loaded, or both modes set.
 Result<std::unique_ptr<boost::asio::ssl::context>> MakeTlsContext(const ServerOptions& options);

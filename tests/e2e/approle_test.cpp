@@ -86,6 +86,47 @@ TEST_SUITE("e2e/approle") {
     CHECK_FALSE(FileContains(server.db_path(), secret_id));
   }
 
+  TEST_CASE("secret id lookup destroy and tidy") {
+    DevServer server;
+    REQUIRE(server.Start());
+    auto root = server.Client();
+    CreateRole(*root, "web", json::object());
+    const json secret = GenerateSecretId(*root, "web", json::object());
+    const std::string secret_id = secret["secret_id"].get<std::string>();
+
+    auto lookup = PostJson(*root, "/v1/auth/approle/role/web/secret-id/lookup",
+                           {{"secret_id", secret_id}});
+    REQUIRE(StatusOf(lookup) == 200);
+    CHECK(BodyOf(lookup)["data"]["secret_id_accessor"] == secret["secret_id_accessor"]);
+    CHECK(BodyOf(lookup)["data"]["expiration_time"] == "0001-01-01T00:00:00Z");
+    CHECK(BodyOf(lookup).dump().find(secret_id) == std::string::npos);
+    auto listed = Send(*root, "LIST", "/v1/auth/approle/role/web/secret-id");
+    REQUIRE(StatusOf(listed) == 200);
+    CHECK(BodyOf(listed)["data"]["keys"] == json::array({secret["secret_id_accessor"]}));
+
+    auto destroyed = PostJson(*root, "/v1/auth/approle/role/web/secret-id/destroy",
+                              {{"secret_id", secret_id}});
+    CHECK(StatusOf(destroyed) == 204);
+    auto after = PostJson(*root, "/v1/auth/approle/role/web/secret-id/lookup",
+                          {{"secret_id", secret_id}});
+    CHECK(StatusOf(after) == 204);
+    auto by_accessor = PostJson(*root, "/v1/auth/approle/role/web/secret-id-accessor/lookup",
+                                {{"secret_id_accessor", secret["secret_id_accessor"]}});
+    CHECK(StatusOf(by_accessor) == 404);
+    CHECK(StatusOf(Send(*root, "LIST", "/v1/auth/approle/role/web/secret-id")) == 404);
+
+    auto tidy = PostJson(*root, "/v1/auth/approle/tidy/secret-id", json::object());
+    REQUIRE(StatusOf(tidy) == 200);
+    CHECK(BodyOf(tidy)["data"]["secret_ids_deleted"] == 0);
+
+    CHECK(StatusOf(Send(*root, "DELETE", "/v1/auth/approle/role/web")) == 204);
+    CHECK(StatusOf(root->Get("/v1/auth/approle/role/web")) == 404);
+    auto no_role = PostJson(*root, "/v1/auth/approle/role/web/secret-id", json::object());
+    CHECK(StatusOf(no_role) == 400);
+    CHECK(BodyOf(no_role) == json({{"errors", {"role \"web\" does not exist"}}}));
+    CHECK(StatusOf(root->Get("/v1/auth/approle/role/bad%20name")) == 400);
+  }
+
   TEST_CASE("unknown role id and wrong secret id get the same reply") {
     DevServer server;
     REQUIRE(server.Start());

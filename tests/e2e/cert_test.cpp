@@ -119,7 +119,7 @@ TEST_SUITE("e2e/cert") {
     CHECK(ErrorsContain(alone, "not signed by a trusted CA"));
   }
 
-  TEST_CASE("certificate from an unknown CA is refused") {
+  TEST_CASE("certificate from an unknown CA is rejected") {
     CertLogin t;
     const TestCert other = IssueCa("e2e other CA", t.now - 3600, t.now + 86400);
     const TestCert leaf = IssueCert(t.Spec("spiffe://example.org/ns/web"), &other);
@@ -131,7 +131,7 @@ TEST_SUITE("e2e/cert") {
     CHECK_FALSE(ErrorsContain(login, "web"));
   }
 
-  TEST_CASE("SPIFFE ID outside the role is refused") {
+  TEST_CASE("SPIFFE ID outside the role is rejected") {
     CertLogin t;
     const CurlResult login = t.LoginWith(t.Leaf(t.Spec("spiffe://example.org/other/web")));
     CHECK(login.status == 403);
@@ -139,7 +139,7 @@ TEST_SUITE("e2e/cert") {
     CHECK_FALSE(ErrorsContain(login, "example.org/ns"));
   }
 
-  TEST_CASE("leaf breaking an X.509-SVID rule is refused naming the rule") {
+  TEST_CASE("leaf breaking an X.509-SVID rule is rejected naming the rule") {
     CertLogin t;
     // The same defects as go-spiffe's wrong-leaf-* test files, signed by the role's CA.
     struct Case {
@@ -167,7 +167,7 @@ TEST_SUITE("e2e/cert") {
       CHECK_MESSAGE(ErrorsContain(login, c.rule), Errors(login));
     }
 
-    // wrong-leaf-empty-id: a DNS name and no URI SAN is no SVID, so a SPIFFE role refuses it.
+    // wrong-leaf-empty-id: a DNS name and no URI SAN is no SVID, so a SPIFFE role rejects it.
     CertSpec no_uri = t.Spec("");
     no_uri.subject_alt_name = "DNS:example.org";
     const CurlResult login = t.LoginWith(t.Leaf(no_uri));
@@ -175,7 +175,7 @@ TEST_SUITE("e2e/cert") {
     CHECK(ErrorsContain(login, "no role matches"));
   }
 
-  TEST_CASE("login without a client certificate is refused") {
+  TEST_CASE("login without a client certificate is rejected") {
     CertLogin t;
     const CurlResult login = Curl({"--cacert", t.server.ca_file().string(), "-X", "POST",
                                    t.server.url() + "/v1/auth/cert/login"});
@@ -234,7 +234,7 @@ TEST_SUITE("e2e/cert") {
     CHECK(anonymous.status == 403);
   }
 
-  TEST_CASE("login over plain HTTP is refused") {
+  TEST_CASE("login over plain HTTP is rejected") {
     DevServer server;
     REQUIRE(server.Start());
     auto client = server.AnonymousClient();

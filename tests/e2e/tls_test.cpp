@@ -68,12 +68,22 @@ TEST_SUITE("e2e/tls") {
       CHECK(health.exit_code == 0);
       CHECK(health.status == 200);
     }
-    // ::1 is in the certificate too; the listener is on 127.0.0.1, so pin the name to it.
-    const CurlResult v6_name =
+    // The server certificate names all three loopback forms, and no other name.
+    FILE* server_file = std::fopen((server.data_dir() / "tls" / "server.pem").c_str(), "r");
+    REQUIRE(server_file != nullptr);
+    X509* server_cert = PEM_read_X509(server_file, nullptr, nullptr, nullptr);
+    std::fclose(server_file);
+    REQUIRE(server_cert != nullptr);
+    CHECK(X509_check_ip_asc(server_cert, "127.0.0.1", 0) == 1);
+    CHECK(X509_check_ip_asc(server_cert, "::1", 0) == 1);
+    CHECK(X509_check_host(server_cert, "localhost", 0, 0, nullptr) == 1);
+    CHECK(X509_check_host(server_cert, "example.org", 0, 0, nullptr) == 0);
+    X509_free(server_cert);
+    const CurlResult other_name =
         Curl({"--cacert", server.ca_file().string(), "--resolve",
-              "ip6-name:" + std::to_string(server.port()) + ":127.0.0.1",
-              "https://ip6-name:" + std::to_string(server.port()) + "/v1/sys/health"});
-    CHECK(v6_name.exit_code != 0);  // a name not in the certificate is rejected
+              "other-name:" + std::to_string(server.port()) + ":127.0.0.1",
+              "https://other-name:" + std::to_string(server.port()) + "/v1/sys/health"});
+    CHECK(other_name.exit_code != 0);
   }
 
   TEST_CASE("dev-tls reuses its CA after a restart") {
@@ -89,7 +99,7 @@ TEST_SUITE("e2e/tls") {
           200);
   }
 
-  TEST_CASE("TLS 1.1 is refused, 1.2 accepted, 1.3 preferred") {
+  TEST_CASE("TLS 1.1 is rejected, 1.2 accepted, 1.3 preferred") {
     DevTlsServer server;
     REQUIRE(server.Start());
     const std::string ca = server.ca_file().string();

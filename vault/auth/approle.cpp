@@ -1,14 +1,14 @@
 #include "vault/auth/approle.hpp"
 
-#include <arpa/inet.h>
 #include <sodium.h>
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <chrono>
 
 #include <nlohmann/json.hpp>
+
+#include "base/cidr.hpp"
 
 namespace kw::vault::auth {
 namespace {
@@ -52,35 +52,6 @@ bool IsHashHex(std::string_view text) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-// An IP address or CIDR block in network byte order; IPv4 uses the first 4 bytes.
-struct IpBlock {
-  int family = 0;
-  std::array<std::uint8_t, 16> bytes{};
-  int prefix = 0;
-};
-
-std::optional<IpBlock> ParseAddress(std::string_view text) {
-  const std::string address(text);
-  IpBlock block;
-  if (inet_pton(AF_INET, address.c_str(), block.bytes.data()) == 1) {
-    block.family = AF_INET;
-    block.prefix = 32;
-    return block;
-  }
-  if (inet_pton(AF_INET6, address.c_str(), block.bytes.data()) != 1) return std::nullopt;
-  constexpr std::array<std::uint8_t, 12> kMapped = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::equal(kMapped.begin(), kMapped.end(), block.bytes.begin())) {
-    std::copy(block.bytes.begin() + 12, block.bytes.end(), block.bytes.begin());
-    std::fill(block.bytes.begin() + 4, block.bytes.end(), 0);
-    block.family = AF_INET;
-    block.prefix = 32;
-    return block;
-  }
-  block.family = AF_INET6;
-  block.prefix = 128;
-  return block;
-}
-
 std::string_view Trim(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
     text.remove_prefix(1);
@@ -91,50 +62,35 @@ std::string_view Trim(std::string_view text) {
   return text;
 }
 
-std::optional<IpBlock> ParseCidr(std::string_view text) {
-  text = Trim(text);
-  const std::size_t slash = text.find('/');
-  auto block = ParseAddress(text.substr(0, slash));
-  if (!block || slash == std::string_view::npos) return block;
-  const std::string_view digits = text.substr(slash + 1);
-  if (digits.empty() || digits.size() > 3 ||
-      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return std::nullopt;
-  }
-  const int prefix = std::stoi(std::string(digits));
-  if (prefix > block->prefix) return std::nullopt;
-  block->prefix = prefix;
-  return block;
+// Returns whether every address of `inner` lies in `outer`.
+bool NetworkInside(const Cidr& outer, const Cidr& inner) {
+  if (inner.v6 != outer.v6 || inner.prefix_length < outer.prefix_length) return false;
+  const std::string text = inner.str();
+  return CidrContains(outer, std::string_view(text).substr(0, text.find('/')));
 }
 
-// Returns whether every address of `inner` lies in `outer`.
-bool BlockContains(const IpBlock& outer, const IpBlock& inner) {
-  if (outer.family != inner.family || inner.prefix < outer.prefix) return false;
-  const int full_bytes = outer.prefix / 8;
-  if (!std::equal(outer.bytes.begin(), outer.bytes.begin() + full_bytes, inner.bytes.begin())) {
-    return false;
-  }
-  const int rest = outer.prefix % 8;
-  if (rest == 0) return true;
-  const std::uint8_t mask = static_cast<std::uint8_t>(0xff << (8 - rest));
-  return (outer.bytes[full_bytes] & mask) == (inner.bytes[full_bytes] & mask);
+// Returns whether `address` lies in one of `cidrs` (any address when the list is empty). A
+// stored list that no longer parses allows no address.
+bool AllowedFrom(const std::vector<std::string>& cidrs, std::string_view address) {
+  auto networks = ParseCidrList(cidrs);
+  return networks && AddressAllowed(*networks, address);
 }
 
 // invalid_argument naming `field` unless every entry is a CIDR block inside one of `bounds`
 // (an empty `bounds` allows any block).
 Status CheckCidrs(const std::vector<std::string>& cidrs, const std::vector<std::string>& bounds,
                   std::string_view field, std::string_view bounds_field) {
+  auto outer = ParseCidrList(bounds);
+  if (!outer) return DataLoss("stored " + std::string(bounds_field) + " no longer parse");
   for (const std::string& cidr : cidrs) {
     auto block = ParseCidr(cidr);
     if (!block) {
-      return InvalidArgument("invalid CIDR block \"" + cidr + "\" in field \"" +
-                             std::string(field) + "\": use a form such as 10.0.0.0/8");
+      return InvalidArgument("invalid value for field \"" + std::string(field) +
+                             "\": " + block.error().message());
     }
-    if (bounds.empty()) continue;
-    const bool inside = std::any_of(bounds.begin(), bounds.end(), [&](const std::string& bound) {
-      auto outer = ParseCidr(bound);
-      return outer && BlockContains(*outer, *block);
-    });
+    if (outer->empty()) continue;
+    const bool inside = std::any_of(outer->begin(), outer->end(),
+                                    [&](const Cidr& bound) { return NetworkInside(bound, *block); });
     if (!inside) {
       return InvalidArgument("CIDR block \"" + cidr + "\" in field \"" + std::string(field) +
                              "\" is not inside the role's " + std::string(bounds_field));
@@ -256,18 +212,6 @@ Status ValidateRole(const AppRoleRole& role) {
 }
 
 }  // namespace
-
-bool IsValidCidr(std::string_view cidr) { return ParseCidr(cidr).has_value(); }
-
-bool AddressAllowed(std::string_view address, const std::vector<std::string>& cidrs) {
-  if (cidrs.empty()) return true;
-  auto parsed = ParseAddress(address);
-  if (!parsed) return false;
-  return std::any_of(cidrs.begin(), cidrs.end(), [&](const std::string& cidr) {
-    auto block = ParseCidr(cidr);
-    return block && BlockContains(*block, *parsed);
-  });
-}
 
 Result<std::string> AppRole::NormalizeRoleName(std::string_view name) {
   auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
@@ -601,7 +545,7 @@ Result<TokenRequest> AppRole::Login(std::string_view role_id, const SecretBuffer
     return InvalidArgument(std::string(kInvalidLogin));
   }
   const std::string address(remote_address);
-  if (!AddressAllowed(remote_address, role.secret_id_bound_cidrs)) {
+  if (!AllowedFrom(role.secret_id_bound_cidrs, remote_address)) {
     return InvalidArgument("source address \"" + address +
                            "\" is outside the CIDR blocks bound to the role");
   }
@@ -610,7 +554,7 @@ Result<TokenRequest> AppRole::Login(std::string_view role_id, const SecretBuffer
   std::vector<std::string> token_cidrs = role.token_bound_cidrs;
   if (role.bind_secret_id) {
     SecretIdEntry entry = secret->entry;
-    if (!AddressAllowed(remote_address, entry.cidr_list)) {
+    if (!AllowedFrom(entry.cidr_list, remote_address)) {
       return InvalidArgument("source address \"" + address +
                              "\" is outside the CIDR blocks bound to the secret ID");
     }

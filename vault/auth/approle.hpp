@@ -83,14 +83,6 @@ struct GeneratedSecretId {
   SecretIdEntry entry;
 };
 
-// Returns whether `cidr` is an IPv4 or IPv6 block ("10.0.0.0/8", "::1/128") or a single
-// address, which counts as a block of one.
-bool IsValidCidr(std::string_view cidr);
-
-// Returns whether `address` lies in one of `cidrs`. An IPv4-mapped IPv6 address
-// (::ffff:a.b.c.d) counts as its IPv4 address. An empty list allows every address.
-bool AddressAllowed(std::string_view address, const std::vector<std::string>& cidrs);
-
 // The AppRole auth method, mounted at auth/approle/. Storage layout, all below auth/approle/:
 //   role/<name>                 the role, barrier-encrypted with its key as additional data
 //   role-id/<sha256 of role_id> the role's name, a plain index; login trusts it only when the

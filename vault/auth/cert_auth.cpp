@@ -20,7 +20,7 @@ using nlohmann::json;
 constexpr std::string_view kRolePrefix = "auth/cert/role/";
 constexpr std::size_t kMaxRoleNameBytes = 128;
 
-// Login reasons. They say what failed for the certificate and never which role, CA or
+// Login reasons. They state what failed for the certificate and never which role, CA or
 // allowed name was involved.
 constexpr std::string_view kNoCertificate = "no client certificate presented";
 constexpr std::string_view kUntrusted =

@@ -8,8 +8,9 @@
 
 namespace kw::vault::auth {
 
-// Length limits of the SPIFFE ID standard: parsers must accept IDs up to 2048 bytes and
-// issuers should not mint longer ones; a trust domain is an RFC 3986 host, at most 255 bytes.
+// Length limits of the SPIFFE ID standard. Parsers must accept IDs up to 2048 bytes, and
+// issuers should not mint longer ones. A trust domain is an RFC 3986 host, at most 255 bytes.
+// NOTE: ParseSpiffeId accepts IDs longer than 2048 bytes, as go-spiffe does; issuers check.
 inline constexpr std::size_t kMaxSpiffeIdBytes = 2048;
 inline constexpr std::size_t kMaxTrustDomainBytes = 255;
 
@@ -26,11 +27,11 @@ struct SpiffeId {
   bool operator==(const SpiffeId&) const = default;
 };
 
-// Parses `text` as a SPIFFE ID without decoding or normalising anything first: scheme
-// exactly "spiffe", a non-empty lower-case trust domain with no userinfo, port or
-// percent-encoding, and an optional path of non-empty segments (not "." or "..") in
-// a-z A-Z 0-9 . - _, with no trailing slash, query or fragment. invalid_argument names the
-// rule broken.
+// Parses `text` as a SPIFFE ID without decoding or normalising anything first. The scheme is
+// exactly "spiffe". The trust domain is non-empty and lower-case, with no userinfo, port or
+// percent-encoding. The optional path has non-empty segments (not "." or "..") in
+// a-z A-Z 0-9 . - _, and there is no trailing slash, query or fragment. invalid_argument
+// names the rule broken.
 Result<SpiffeId> ParseSpiffeId(std::string_view text);
 
 // Checks a role's allowed-ID pattern: a valid SPIFFE ID, or a valid SPIFFE ID followed by

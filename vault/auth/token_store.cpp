@@ -143,11 +143,28 @@ Result<std::shared_ptr<const TokenEntry>> TokenStore::ReadEntry(std::string_view
   if (!IsAccessor(accessor)) return NotFound("no token with that accessor");
   KW_ASSIGN_OR_RETURN(auto stored, storage_.Get(AccessorKey(accessor)));
   if (!stored) return NotFound("no token with that accessor");
+  // The same stored bytes decrypt to the same record: a cache hit saves the HSM call, and
+  // any change to the record (renewal, a use, revocation) changes or removes the bytes.
+  {
+    std::lock_guard lock(cache_mutex_);
+    auto cached = cache_.find(accessor);
+    if (cached != cache_.end() && cached->second.first == *stored) {
+      auto entry = cached->second.second;
+      if (raw != nullptr) *raw = std::move(stored);
+      return entry;
+    }
+  }
   KW_ASSIGN_OR_RETURN(SecretBuffer plain, barrier_.Decrypt(*stored, EntryAad(accessor)));
-  KW_ASSIGN_OR_RETURN(TokenEntry entry, FromJson(plain.RevealText()));
-  if (entry.accessor != accessor) return DataLoss("token record names another accessor");
+  KW_ASSIGN_OR_RETURN(TokenEntry decoded, FromJson(plain.RevealText()));
+  if (decoded.accessor != accessor) return DataLoss("token record names another accessor");
+  auto entry = std::make_shared<const TokenEntry>(std::move(decoded));
+  {
+    std::lock_guard lock(cache_mutex_);
+    if (cache_.size() >= kCacheLimit) cache_.clear();
+    cache_.insert_or_assign(std::string(accessor), std::make_pair(*stored, entry));
+  }
   if (raw != nullptr) *raw = std::move(stored);
-  return std::make_shared<const TokenEntry>(std::move(entry));
+  return entry;
 }
 
 Status TokenStore::StageEntry(const TokenEntry& entry, const std::optional<Bytes>& previous,
@@ -459,12 +476,17 @@ Result<std::shared_ptr<const TokenEntry>> TokenStore::Renew(std::string_view acc
 Status TokenStore::RevokeTree(const TokenEntry& top, bool orphan_children,
                               std::vector<std::string>& revoked,
                               storage::WriteBatch& batch) const {
+  // Tokens already in `revoked` (an earlier tree of the same batch) are skipped: the batch
+  // is not committed yet, so storage still lists them as children.
+  std::set<std::string, std::less<>> done(revoked.begin(), revoked.end());
+  if (done.contains(top.accessor)) return OkStatus();
   std::deque<std::shared_ptr<const TokenEntry>> queue;
   queue.push_back(std::make_shared<const TokenEntry>(top));
   bool first = true;
   while (!queue.empty()) {
     auto entry = std::move(queue.front());
     queue.pop_front();
+    if (!done.insert(entry->accessor).second) continue;
     KW_RETURN_IF_ERROR(StageRemoval(*entry, batch));
     revoked.push_back(entry->accessor);
     if (revoked.size() > kMaxTreeSize) {
@@ -509,7 +531,6 @@ Result<std::vector<std::string>> TokenStore::SweepExpired(std::size_t limit,
                                                           storage::WriteBatch& batch) const {
   const std::int64_t now = UnixSeconds(clock_.Now());
   std::vector<std::string> revoked;
-  std::set<std::string> seen;
   KW_ASSIGN_OR_RETURN(auto due, storage_.Scan(kExpiryPrefix, "", limit));
   for (const auto& item : due) {
     const std::string_view rest = std::string_view(item.key).substr(kExpiryPrefix.size());
@@ -521,7 +542,7 @@ Result<std::vector<std::string>> TokenStore::SweepExpired(std::size_t limit,
     const std::int64_t when = std::strtoll(std::string(rest.substr(0, slash)).c_str(), nullptr, 10);
     if (when > now) break;  // keys are in time order
     const std::string accessor(rest.substr(slash + 1));
-    if (seen.contains(accessor)) continue;
+    if (std::find(revoked.begin(), revoked.end(), accessor) != revoked.end()) continue;
     std::optional<Bytes> raw;
     auto entry = ReadEntry(accessor, &raw);
     if (!entry) {
@@ -534,12 +555,7 @@ Result<std::vector<std::string>> TokenStore::SweepExpired(std::size_t limit,
       continue;
     }
     batch.Expect(AccessorKey(accessor), raw);
-    std::vector<std::string> tree;
-    KW_RETURN_IF_ERROR(RevokeTree(**entry, false, tree, batch));
-    for (auto& gone : tree) {
-      seen.insert(gone);
-      revoked.push_back(std::move(gone));
-    }
+    KW_RETURN_IF_ERROR(RevokeTree(**entry, false, revoked, batch));
   }
   return revoked;
 }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -171,10 +172,17 @@ class TokenStore {
   Status RevokeTree(const TokenEntry& top, bool orphan_children,
                     std::vector<std::string>& revoked, storage::WriteBatch& batch) const;
 
+  // Decrypted records by accessor, each with the stored bytes it came from; a record is only
+  // used while storage still holds those exact bytes. Cleared when it reaches kCacheLimit.
+  static constexpr std::size_t kCacheLimit = 20'000;
+
   storage::Storage& storage_;
   Barrier& barrier_;
   const Clock& clock_;
   const TokenLimits limits_;
+  mutable std::mutex cache_mutex_;
+  mutable std::map<std::string, std::pair<Bytes, std::shared_ptr<const TokenEntry>>, std::less<>>
+      cache_;  // guarded by cache_mutex_
 };
 
 }  // namespace kw::vault::auth

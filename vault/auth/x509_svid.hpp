@@ -35,12 +35,12 @@ std::vector<std::string> UriSans(X509* certificate);
 // Returns the subject's first commonName, or an empty string when it has none.
 std::string CommonName(X509* certificate);
 
-// Checks the X.509-SVID rules of a leaf (workload) certificate and returns its SPIFFE ID:
-// exactly one URI SAN, a valid SPIFFE ID with a non-root path; basicConstraints cA false; a
-// critical keyUsage extension with digitalSignature and without keyCertSign or cRLSign; an
-// extKeyUsage, when present, with both serverAuth and clientAuth; a critical SAN extension
-// when the subject is empty. invalid_argument names the rule broken. Does not verify
-// signatures or validity dates: path validation does.
+// Checks the X.509-SVID rules of a leaf (workload) certificate and returns its SPIFFE ID.
+// The rules: exactly one URI SAN, holding a valid SPIFFE ID with a non-root path.
+// basicConstraints cA false. A critical keyUsage extension with digitalSignature and without
+// keyCertSign or cRLSign. An extKeyUsage, when present, with both serverAuth and clientAuth.
+// A critical SAN extension when the subject is empty. invalid_argument names the rule broken.
+// Signatures and validity dates are not checked here, because path validation does that.
 Result<SpiffeId> CheckX509SvidLeaf(X509* leaf);
 
 // Checks the rules of an X.509-SVID signing (CA) certificate: basicConstraints cA true,

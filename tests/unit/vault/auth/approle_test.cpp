@@ -400,24 +400,32 @@ TEST_SUITE("vault/auth/approle") {
     CHECK(f.Login(role_id, secret.secret_id, "::ffff:10.1.2.3").has_value());
   }
 
-  TEST_CASE("cidr helpers") {
-    using kw::vault::auth::AddressAllowed;
-    using kw::vault::auth::IsValidCidr;
-    CHECK(IsValidCidr("10.0.0.0/8"));
-    CHECK(IsValidCidr("192.168.1.7"));
-    CHECK(IsValidCidr("2001:db8::/32"));
-    CHECK_FALSE(IsValidCidr("10.0.0.0/33"));
-    CHECK_FALSE(IsValidCidr("10.0.0/8"));
-    CHECK_FALSE(IsValidCidr("10.0.0.0/"));
-    CHECK_FALSE(IsValidCidr("host.example"));
-    CHECK(AddressAllowed("10.255.0.1", {"10.0.0.0/8"}));
-    CHECK_FALSE(AddressAllowed("11.0.0.1", {"10.0.0.0/8"}));
-    CHECK(AddressAllowed("10.0.0.130", {"10.0.0.128/25"}));
-    CHECK_FALSE(AddressAllowed("10.0.0.127", {"10.0.0.128/25"}));
-    CHECK(AddressAllowed("2001:db8::1", {"2001:db8::/32"}));
-    CHECK_FALSE(AddressAllowed("2001:db9::1", {"2001:db8::/32"}));
-    CHECK_FALSE(AddressAllowed("not-an-address", {"0.0.0.0/0"}));
-    CHECK(AddressAllowed("anything", {}));
+  TEST_CASE("cidr blocks nest inside the role's") {
+    Fixture f;
+    WriteBatch rejected;
+    AppRoleUpdate host_bits;
+    host_bits.token_bound_cidrs = std::vector<std::string>{"10.0.0.1/8"};
+    auto typo = f.approle.WriteRole("v6", host_bits, rejected);
+    REQUIRE_FALSE(typo.has_value());
+    CHECK(typo.error().code() == Code::kInvalidArgument);
+    CHECK(typo.error().message().find("token_bound_cidrs") != std::string::npos);
+
+    AppRoleUpdate bounds;
+    bounds.secret_id_bound_cidrs = std::vector<std::string>{"2001:db8::/32", "192.168.0.0/16"};
+    f.WriteRole("v6", bounds);
+    SecretIdRequest inside;
+    inside.cidr_list = {"2001:db8:1::/48", "192.168.7.0/24", "192.168.7.7"};
+    f.Generate("v6", inside);
+    for (std::string_view outside : {"2001:db9::/32", "2001:db8::/31", "::/0", "10.0.0.0/8",
+                                     "not-a-cidr"}) {
+      CAPTURE(outside);
+      SecretIdRequest request;
+      request.cidr_list = {std::string(outside)};
+      WriteBatch batch;
+      auto generated = f.approle.GenerateSecretId("v6", request, batch);
+      REQUIRE_FALSE(generated.has_value());
+      CHECK(generated.error().code() == Code::kInvalidArgument);
+    }
   }
 
   TEST_CASE("unknown role id and wrong secret id look the same") {

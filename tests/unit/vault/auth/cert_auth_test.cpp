@@ -186,7 +186,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     CHECK(login->display_name == "cert-frontends");
   }
 
-  TEST_CASE("expired and not yet valid certificates are refused") {
+  TEST_CASE("expired and not yet valid certificates are rejected") {
     CertAuthTest t;
     t.Write(t.Role("web", {"spiffe://example.org/web"}));
     const auto leaf = t.Leaf("spiffe://example.org/web");
@@ -202,7 +202,7 @@ TEST_SUITE("vault/auth/cert_auth") {
                 "not yet valid");
   }
 
-  TEST_CASE("unknown CA is refused without naming roles") {
+  TEST_CASE("unknown CA is rejected without naming roles") {
     CertAuthTest t;
     t.Write(t.Role("web", {"spiffe://example.org/web"}));
     const auto other_ca = IssueCa("other CA", t.now - 3600, t.now + 86400);
@@ -213,7 +213,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     CHECK(login.error().message().find("web") == std::string::npos);
   }
 
-  TEST_CASE("self-signed copy of a CA subject is refused") {
+  TEST_CASE("self-signed copy of a CA subject is rejected") {
     CertAuthTest t;
     t.Write(t.Role("web", {}));
     // Same subject and extensions as the CA, but a different key.
@@ -332,7 +332,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     CheckDenied(t.auth.Login(chain, "missing"), "no role matches");
   }
 
-  TEST_CASE("no certificate or garbage is refused") {
+  TEST_CASE("no certificate or garbage is rejected") {
     CertAuthTest t;
     t.Write(t.Role("web", {}));
     CheckDenied(t.auth.Login(std::vector<std::string>{}, std::nullopt), "no client certificate");
