@@ -27,6 +27,9 @@ struct Reply {
   int status = 200;
   nlohmann::json body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers, like Retry-After
+  // A body that is not JSON (Prometheus metrics), sent as is when not empty in place of
+  // `body`; its Content-Type goes into `headers`. Never a secret: it is not wiped.
+  std::string text;
 };
 
 // One authenticated request on its way through a handler. Handlers add their writes to

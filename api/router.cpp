@@ -10,6 +10,9 @@
 #include "api/approle_handlers.hpp"
 #include "api/cert_handlers.hpp"
 #include "api/policy_handlers.hpp"
+#include "api/database_handlers.hpp"
+#include "api/lease_handlers.hpp"
+#include "api/metrics_handlers.hpp"
 // [wiring: includes]
 #include "base/bytes.hpp"
 #include "base/log.hpp"
@@ -25,7 +28,9 @@ HttpResponse ToHttp(const Reply& reply) {
   response.status = reply.status;
   response.headers.emplace_back("Cache-Control", "no-store");
   for (const auto& header : reply.headers) response.headers.push_back(header);
-  if (!reply.body.is_null()) {
+  if (!reply.text.empty()) {
+    response.body = reply.text;
+  } else if (!reply.body.is_null()) {
     response.headers.emplace_back("Content-Type", "application/json");
     // 'replace' keeps a response printable even if stored data contains invalid UTF-8.
     response.body = reply.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -38,11 +43,12 @@ std::string OperationFor(const std::string& method, const ParsedTarget& target) 
   if (method == "LIST") return "list";
   if (method == "GET" || method == "HEAD") {
     for (const auto& [key, value] : target.query) {
-      // The forms Go's strconv.ParseBool accepts as true, as Vault reads them.
-      if (key == "list" && (value == "1" || value == "t" || value == "T" || value == "true" ||
-                            value == "TRUE" || value == "True")) {
-        return "list";
-      }
+      if (key != "list") continue;
+      // The first value counts, as Go's url.Values.Get reads it, and the forms Go's
+      // strconv.ParseBool accepts as true, as Vault reads them.
+      const bool list = value == "1" || value == "t" || value == "T" || value == "true" ||
+                        value == "TRUE" || value == "True";
+      return list ? "list" : "read";
     }
     return "read";
   }
@@ -69,7 +75,13 @@ Result<Reply> Dispatch(RequestContext& c) {
   if (c.path == "sys/policy" || c.path.starts_with("sys/policy/") ||
       c.path.starts_with("sys/policies/")) return HandlePolicies(c);
   if (c.path.starts_with("sys/capabilities")) return HandleCapabilities(c);
+  if (c.path.starts_with("sys/leases/") || c.path == "sys/revoke" ||
+      c.path.starts_with("sys/revoke/") || c.path.starts_with("sys/revoke-prefix/") ||
+      c.path.starts_with("sys/revoke-force/") || c.path == "sys/renew" ||
+      c.path.starts_with("sys/renew/")) return HandleLeases(c);
+  if (c.path == "sys/metrics") return HandleMetrics(c);
   if (c.path.starts_with("sys/")) return HandleSys(c);
+  if (c.path == "database" || c.path.starts_with("database/")) return HandleDatabase(c);
   // [wiring: routes] one line per handler family.
   return ErrorReply(404, {"no handler for route \"" + c.path + "\""});
 }
@@ -162,10 +174,9 @@ HttpResponse Router::Handle(HttpRequest& request) {
   // is not wiped. Only the raw request and response bodies are wiped.
   const bool login = target && IsLoginPath(target->path);
   const std::string_view token = TokenFrom(request);
+  // A token sent along with a login (some clients always send one) is ignored, as in Vault.
   Result<vault::auth::Identity> identity = vault::auth::Identity{};
-  if (!login || !token.empty()) {
-    identity = c.vault->tokens->Authenticate(token, request.remote_address, nullptr);
-  }
+  if (!login) identity = c.vault->tokens->Authenticate(token, request.remote_address, nullptr);
   if (identity) c.identity = *identity;
   Result<nlohmann::json> body = nlohmann::json(nullptr);
   if (identity) body = ParseBody(request.body);
@@ -192,6 +203,10 @@ HttpResponse Router::Handle(HttpRequest& request) {
       reply = ReplyForError(target.error());
     } else if (!body) {
       reply = ReplyForError(body.error());
+    } else if (request.Header("x-vault-wrap-ttl")) {
+      // A client that asks for a wrapped response must not get the secret in clear.
+      reply = ErrorReply(400, {"response wrapping is not supported: send the request without "
+                               "X-Vault-Wrap-TTL"});
     } else if (auto allowed = login && !identity->entry ? Status() : CheckAccess(c); !allowed) {
       reply = ReplyForError(allowed.error());
     } else {

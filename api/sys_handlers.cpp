@@ -181,6 +181,23 @@ nlohmann::json MountTable() {
                     {"config", {{"default_lease_ttl", 0}, {"max_lease_ttl", 0}}}}}};
 }
 
+// The auth methods, as GET sys/auth lists them. Their paths are fixed.
+nlohmann::json AuthTable() {
+  auto method = [](std::string_view type, std::string_view description) {
+    return nlohmann::json{{"type", type},
+                          {"description", description},
+                          {"accessor", "auth_" + std::string(type) + "_keyward"},
+                          {"options", nullptr},
+                          {"local", false},
+                          {"seal_wrap", false},
+                          {"config", {{"default_lease_ttl", 0}, {"max_lease_ttl", 0},
+                                      {"token_type", "default-service"}}}};
+  };
+  return {{"token/", method("token", "token based credentials")},
+          {"approle/", method("approle", "role ID and secret ID login for machines")},
+          {"cert/", method("cert", "TLS client certificate (SPIFFE ID) login")}};
+}
+
 Result<Reply> AuditVerify(RequestContext& c) {
   KW_ASSIGN_OR_RETURN(auto report, c.vault->audit->Verify());
   nlohmann::json data = {{"ok", report.ok},
@@ -258,6 +275,13 @@ Result<Reply> HandleSys(RequestContext& c) {
     const nlohmann::json mounts = MountTable();
     nlohmann::json reply = Envelope(c, mounts);
     for (const auto& [name, mount] : mounts.items()) reply[name] = mount;
+    return Reply{200, std::move(reply)};
+  }
+  if (path == "sys/auth") {
+    if (c.operation != "read") return MethodNotAllowed(c);
+    const nlohmann::json methods = AuthTable();
+    nlohmann::json reply = Envelope(c, methods);
+    for (const auto& [name, method] : methods.items()) reply[name] = method;
     return Reply{200, std::move(reply)};
   }
   if (path.starts_with("sys/internal/ui/mounts/")) {

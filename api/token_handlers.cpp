@@ -1,6 +1,7 @@
 #include "api/token_handlers.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 
 #include "api/auth_reply.hpp"
@@ -28,6 +29,17 @@ std::string FormatUnix(std::int64_t seconds) {
 }
 
 bool IsWrite(const RequestContext& c) { return c.method == "POST" || c.method == "PUT"; }
+
+// Lower-cases a display name and turns every character outside [a-z0-9-] into '-', as
+// Vault does, capped at 64 characters.
+std::string SanitizeDisplayName(std::string_view raw) {
+  std::string name;
+  for (char ch : raw.substr(0, 64)) {
+    const auto c = static_cast<unsigned char>(std::tolower(static_cast<unsigned char>(ch)));
+    name.push_back((std::isalnum(c) != 0 && c < 0x80) || c == '-' ? static_cast<char>(c) : '-');
+  }
+  return name;
+}
 
 // The lookup data of `e`, as Vault's token lookup returns it, plus keyward's delegation
 // fields. `id` is the token text when the caller presented it, else empty.
@@ -100,9 +112,12 @@ Status ReadCreateFields(const RequestContext& c, TokenRequest& request) {
   KW_ASSIGN_OR_RETURN(auto meta, OptionalStringMap(c.body, "meta"));
   if (meta) request.meta = std::move(*meta);
   KW_ASSIGN_OR_RETURN(auto display_name, OptionalString(c.body, "display_name"));
-  if (display_name) request.display_name = std::move(*display_name);
+  if (display_name) request.display_name = SanitizeDisplayName(*display_name);
   KW_ASSIGN_OR_RETURN(auto ttl, OptionalDuration(c.body, "ttl"));
   if (ttl) request.ttl = ttl->count();
+  // `lease` is Vault's old name for ttl.
+  KW_ASSIGN_OR_RETURN(auto lease, OptionalDuration(c.body, "lease"));
+  if (lease && !ttl) request.ttl = lease->count();
   KW_ASSIGN_OR_RETURN(auto explicit_max, OptionalDuration(c.body, "explicit_max_ttl"));
   if (explicit_max) request.explicit_max_ttl = explicit_max->count();
   KW_ASSIGN_OR_RETURN(auto period, OptionalDuration(c.body, "period"));
@@ -304,7 +319,7 @@ Result<Reply> HandleRoles(RequestContext& c, std::string_view name) {
       std::transform(name_item.begin(), name_item.end(), name_item.begin(),
                      [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
       if (name_item == "root" && field == "allowed_policies") {
-        return PermissionDenied("allowed_policies: \"root\" cannot be granted through a role");
+        return InvalidArgument("allowed_policies: \"root\" cannot be granted through a role");
       }
       out.push_back(std::move(name_item));
     }
@@ -388,8 +403,11 @@ Result<Reply> HandleToken(RequestContext& c, std::string_view token) {
   if (rest == "revoke" || rest == "revoke-orphan") {
     if (!IsWrite(c)) return MethodNotAllowed(c);
     std::string text;
-    KW_ASSIGN_OR_RETURN(auto entry, NamedToken(c, text));
-    return Revoke(c, *entry, rest == "revoke-orphan");
+    auto entry = NamedToken(c, text);
+    // Revoking a token that does not exist (or no longer does) succeeds, as in Vault.
+    if (!entry && entry.error().code() == Code::kPermissionDenied) return NoContent();
+    if (!entry) return tl::unexpected(entry.error());
+    return Revoke(c, **entry, rest == "revoke-orphan");
   }
   if (rest == "revoke-accessor") {
     if (!IsWrite(c)) return MethodNotAllowed(c);

@@ -119,6 +119,8 @@ Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
   state->approle = std::make_unique<auth::AppRole>(storage_, *state->barrier, clock_);
   state->cert = std::make_unique<auth::CertAuth>(storage_, *state->barrier, clock_);
   state->policies = std::make_unique<policy::PolicyStore>(storage_, *state->barrier, clock_);
+  state->database = std::make_unique<database::PostgresEngine>(storage_, *state->barrier, clock_);
+  state->leases = std::make_unique<lease::LeaseManager>(storage_, *state->barrier, clock_);
   // [wiring: construct] one line per auth method or store, each constructed from
   // (storage_, *state->barrier, clock_).
   return state;

@@ -21,6 +21,8 @@
 #include "vault/auth/approle.hpp"
 #include "vault/auth/cert_auth.hpp"
 #include "vault/policy/policy_store.hpp"
+#include "vault/database/postgres_engine.hpp"
+#include "vault/lease/lease_manager.hpp"
 // [wiring: includes]
 
 namespace kw::vault {
@@ -53,6 +55,8 @@ struct UnsealedState {
   std::unique_ptr<auth::AppRole> approle;  // the AppRole auth method at auth/approle/
   std::unique_ptr<auth::CertAuth> cert;  // the certificate auth method at auth/cert/
   std::unique_ptr<policy::PolicyStore> policies;  // ACL policies, sys/policies/acl/
+  std::unique_ptr<database::PostgresEngine> database;  // the engine mounted at database/
+  std::unique_ptr<lease::LeaseManager> leases;  // leases of dynamic credentials, sys/leases/
   // [wiring: members] one line per auth method or store.
 };
 

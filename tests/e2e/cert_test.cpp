@@ -92,7 +92,7 @@ TEST_SUITE("e2e/cert") {
     CHECK(auth["policies"] == json({"default", "web"}));
     CHECK(auth["metadata"]["cert_name"] == "web");
     CHECK(auth["metadata"]["spiffe_id"] == "spiffe://example.org/ns/web");
-    CHECK(auth["entity_id"] == "spiffe://example.org/ns/web");
+    CHECK(auth["entity_id"] == "cert:spiffe://example.org/ns/web");
     CHECK(auth["lease_duration"] == 3600);
     const std::string token = auth["client_token"].get<std::string>();
 
@@ -204,7 +204,7 @@ TEST_SUITE("e2e/cert") {
     const CurlResult by_cn = t.Login(host.Pem(), host, {{"name", "hosts"}});
     REQUIRE(by_cn.status == 200);
     CHECK(by_cn.body["auth"]["metadata"]["common_name"] == "host1.example");
-    CHECK(by_cn.body["auth"]["entity_id"] == "host1.example");
+    CHECK(by_cn.body["auth"]["entity_id"] == "cert:host1.example");
     const CurlResult wrong_role = t.Login(host.Pem(), host, {{"name", "web"}});
     CHECK(wrong_role.status == 403);
 

@@ -3,6 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
 
 #include "tests/e2e/e2e_helpers.hpp"
 #include "tests/e2e/server_process.hpp"
@@ -103,6 +106,46 @@ TEST_SUITE("e2e/token") {
     auto gone = PostJson(*root, "/v1/auth/token/lookup-accessor", {{"accessor", child.accessor}});
     CHECK(StatusOf(gone) == 400);
     CHECK(BodyOf(gone).dump().find("invalid accessor") != std::string::npos);
+  }
+
+  TEST_CASE("no child survives a revocation that races its creation") {
+    DevServer server;
+    REQUIRE(server.Start());
+    auto root = server.Client();
+    WritePolicy(*root, "delegate", R"(path "auth/token/create" { capabilities = ["update"] })");
+    for (int trial = 0; trial < 3; ++trial) {
+      const Issued parent = CreateToken(*root, {{"policies", {"delegate"}}});
+      std::atomic<bool> stop{false};
+      std::atomic<int> created_before_revoke{0};
+      std::mutex mutex;
+      std::vector<std::string> children;
+      std::vector<std::thread> threads;
+      for (int t = 0; t < 6; ++t) {
+        threads.emplace_back([&] {
+          auto client = MakeClient(server.port(), parent.token);
+          for (int i = 0; i < 200 && !stop; ++i) {
+            auto created = PostJson(*client, "/v1/auth/token/create", {{"policies", {"delegate"}}});
+            if (StatusOf(created) != 200) continue;
+            std::lock_guard lock(mutex);
+            children.push_back(BodyOf(created)["auth"]["client_token"].get<std::string>());
+            ++created_before_revoke;
+          }
+        });
+      }
+      for (int wait = 0; wait < 500 && created_before_revoke < 10; ++wait) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      auto revoked = PostJson(*root, "/v1/auth/token/revoke", {{"token", parent.token}});
+      CHECK(StatusOf(revoked) == 204);
+      stop = true;
+      for (auto& thread : threads) thread.join();
+      REQUIRE(children.size() >= 10);
+      int survivors = 0;
+      for (const auto& child : children) {
+        if (LookupSelfStatus(server, child) != 403) ++survivors;
+      }
+      CHECK(survivors == 0);
+    }
   }
 
   TEST_CASE("a child cannot get a policy or a lifetime its parent lacks") {

@@ -199,6 +199,7 @@ Status RequireNonNegative(const std::optional<std::int64_t>& value, std::string_
 }
 
 Status ValidateRole(const AppRoleRole& role) {
+  KW_RETURN_IF_ERROR(CheckAttachablePolicies(role.token_policies, "token_policies"));
   if (role.token_max_ttl > 0 && role.token_ttl > role.token_max_ttl) {
     return InvalidArgument("token_ttl must not be greater than token_max_ttl");
   }
@@ -585,7 +586,7 @@ Result<TokenRequest> AppRole::Login(std::string_view role_id, const SecretBuffer
   request.num_uses = role.token_num_uses;
   request.orphan = true;
   request.bound_cidrs = std::move(token_cidrs);
-  request.entity_id = role.name;
+  request.entity_id = "approle:" + role.name;
   return request;
 }
 

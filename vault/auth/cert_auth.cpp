@@ -140,10 +140,10 @@ TokenRequest RequestFor(const CertRole& role, const std::optional<SpiffeId>& id,
   request.meta["cert_name"] = role.name;
   if (id) {
     request.meta["spiffe_id"] = id->str();
-    request.entity_id = id->str();
+    request.entity_id = "cert:" + id->str();
   } else {
     request.meta["common_name"] = common_name;
-    request.entity_id = common_name;
+    request.entity_id = "cert:" + common_name;
   }
   if (role.token_ttl > 0) request.ttl = role.token_ttl;
   if (role.token_max_ttl > 0) request.explicit_max_ttl = role.token_max_ttl;
@@ -171,6 +171,7 @@ json CertRoleToJson(const CertRole& role) {
 
 Status ValidateCertRole(const CertRole& role) {
   KW_RETURN_IF_ERROR(ValidateRoleName(role.name));
+  KW_RETURN_IF_ERROR(CheckAttachablePolicies(role.token_policies, "token_policies"));
   if (role.certificate.empty()) {
     return InvalidArgument("missing field \"certificate\": give the PEM CA bundle that verifies "
                            "client certificates");

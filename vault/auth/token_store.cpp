@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <set>
 
@@ -12,6 +13,7 @@
 
 #include "base/bytes.hpp"
 #include "base/cidr.hpp"
+#include "vault/policy/policy.hpp"
 #include "vault/auth/token_format.hpp"
 
 namespace kw::vault::auth {
@@ -23,6 +25,8 @@ constexpr std::string_view kAccessorPrefix = "sys/token/accessor/";
 constexpr std::string_view kHashPrefix = "sys/token/hash/";
 constexpr std::string_view kChildrenPrefix = "sys/token/children/";
 constexpr std::string_view kExpiryPrefix = "sys/token/expiry/";
+// A counter per token, bumped by every child creation; revocations check it.
+constexpr std::string_view kGenerationPrefix = "sys/token/generation/";
 constexpr std::string_view kRootPolicy = "root";
 constexpr std::string_view kDefaultPolicy = "default";
 
@@ -44,6 +48,9 @@ std::string ExpiryKey(std::int64_t expire_time, std::string_view accessor) {
   char digits[24];
   std::snprintf(digits, sizeof(digits), "%020lld", static_cast<long long>(expire_time));
   return std::string(kExpiryPrefix) + digits + "/" + std::string(accessor);
+}
+std::string GenerationKey(std::string_view accessor) {
+  return std::string(kGenerationPrefix) + std::string(accessor);
 }
 std::string EntryAad(std::string_view accessor) {
   return "keyward:token:" + std::string(accessor);
@@ -127,7 +134,39 @@ Result<std::vector<std::string>> NormalizePolicies(const std::vector<std::string
   return std::vector<std::string>(names.begin(), names.end());
 }
 
+// Returns OK when every network in `child` lies inside one of `parent` (CIDR texts).
+Status CheckCidrsWithin(const std::vector<Cidr>& child, const std::vector<std::string>& parent) {
+  auto parents = ParseCidrList(parent);
+  if (!parents) return DataLoss("the parent token's bound_cidrs are invalid");
+  for (const Cidr& network : child) {
+    bool inside = false;
+    for (const Cidr& outer : *parents) {
+      if (outer.v6 == network.v6 && outer.prefix_length <= network.prefix_length &&
+          CidrContains(outer, network.str().substr(0, network.str().find('/')))) {
+        inside = true;
+        break;
+      }
+    }
+    if (!inside) {
+      return PermissionDenied("bound_cidrs: " + network.str() +
+                              " is wider than the parent token's bound_cidrs");
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
+
+Status CheckAttachablePolicies(const std::vector<std::string>& policies, std::string_view field) {
+  for (const auto& raw : policies) {
+    if (NormalizePolicyName(raw) == kRootPolicy) {
+      return InvalidArgument(std::string(field) +
+                             ": \"root\" cannot be attached to a token; root tokens come only "
+                             "from initialisation");
+    }
+  }
+  return OkStatus();
+}
 
 bool TokenEntry::root() const {
   return std::find(policies.begin(), policies.end(), kRootPolicy) != policies.end();
@@ -182,6 +221,21 @@ Status TokenStore::StageRemoval(const TokenEntry& entry, storage::WriteBatch& ba
   batch.Delete(HashKey(entry.hash));
   if (!entry.parent.empty()) batch.Delete(ChildKey(entry.parent, entry.accessor));
   if (entry.expire_time != 0) batch.Delete(ExpiryKey(entry.expire_time, entry.accessor));
+  batch.Delete(GenerationKey(entry.accessor));
+  return OkStatus();
+}
+
+Status TokenStore::StageGenerationBump(std::string_view accessor,
+                                       storage::WriteBatch& batch) const {
+  const std::string key = GenerationKey(accessor);
+  KW_ASSIGN_OR_RETURN(auto current, storage_.Get(key));
+  std::uint64_t value = 0;
+  if (current && current->size() == sizeof(value)) std::memcpy(&value, current->data(), sizeof(value));
+  ++value;
+  Bytes next(sizeof(value));
+  std::memcpy(next.data(), &value, sizeof(value));
+  batch.Expect(key, current);
+  batch.Put(key, std::move(next));
   return OkStatus();
 }
 
@@ -213,6 +267,7 @@ Result<std::string> TokenStore::StageRootToken(const SecretBuffer& token,
     if (old) {
       std::vector<std::string> revoked;
       KW_RETURN_IF_ERROR(RevokeTree(**old, /*orphan_children=*/false, revoked, batch));
+      KW_RETURN_IF_ERROR(RunRevocationHook(revoked, batch));
     } else if (old.error().code() != Code::kNotFound) {
       return tl::unexpected(old.error());
     }
@@ -233,6 +288,7 @@ Result<std::string> TokenStore::StageRootToken(const SecretBuffer& token,
     if (same) {
       std::vector<std::string> revoked;
       KW_RETURN_IF_ERROR(RevokeTree(**same, false, revoked, batch));
+      KW_RETURN_IF_ERROR(RunRevocationHook(revoked, batch));
     }
   }
   KW_RETURN_IF_ERROR(StageEntry(entry, std::nullopt, batch));
@@ -277,6 +333,7 @@ Result<Identity> TokenStore::Authenticate(std::string_view token, std::string_vi
       // Expect makes two concurrent last uses conflict.
       batch->Expect(AccessorKey(e.accessor), raw);
       KW_RETURN_IF_ERROR(RevokeTree(e, false, revoked, *batch));
+      KW_RETURN_IF_ERROR(RunRevocationHook(revoked, *batch));
     } else {
       TokenEntry used = e;
       used.num_uses -= 1;
@@ -294,10 +351,13 @@ Result<CreatedToken> TokenStore::Create(const TokenEntry& parent, TokenRequest r
     return PermissionDenied("id: only root tokens can choose a token's id");
   }
   if (request.num_uses < 0) return InvalidArgument("num_uses: must not be negative");
-  if (!request.orphan && parent.num_uses == 1) {
-    // This request is the parent's last use: the parent is revoked with it, and a child
+  // A non-root creator passes its limits on to every token it creates, orphans included:
+  // an orphan only leaves the revocation tree, never the creator's bounds.
+  const bool inherit_limits = !parent_root;
+  if (inherit_limits && parent.num_uses == 1) {
+    // This request is the parent's last use: the parent is revoked with it, and a token
     // created now would outlive it.
-    return PermissionDenied("the parent token is on its last use and cannot create a child");
+    return PermissionDenied("the parent token is on its last use and cannot create tokens");
   }
   if ((request.ttl && *request.ttl < 0) || (request.explicit_max_ttl && *request.explicit_max_ttl < 0) ||
       (request.period && *request.period < 0)) {
@@ -337,8 +397,17 @@ Result<CreatedToken> TokenStore::Create(const TokenEntry& parent, TokenRequest r
   entry.role = request.role;
   entry.entity_id = request.entity_id;
   entry.bound_cidrs = request.bound_cidrs;
-  if (auto parsed = ParseCidrList(entry.bound_cidrs); !parsed) {
-    return InvalidArgument("bound_cidrs: " + parsed.error().message());
+  auto networks = ParseCidrList(entry.bound_cidrs);
+  if (!networks) return InvalidArgument("bound_cidrs: " + networks.error().message());
+  if (inherit_limits && !parent.bound_cidrs.empty()) {
+    if (entry.bound_cidrs.empty()) entry.bound_cidrs = parent.bound_cidrs;
+    KW_RETURN_IF_ERROR(CheckCidrsWithin(*networks, parent.bound_cidrs));
+  }
+  for (auto& glob : request.bound_paths) {
+    while (glob.size() > 1 && glob.back() == '/') glob.pop_back();
+    if (auto valid = policy::ValidatePattern(glob); !valid) {
+      return InvalidArgument("bound_paths: " + valid.error().message());
+    }
   }
 
   // Lifetime: the period for periodic tokens, else the asked TTL or the default; never past
@@ -351,7 +420,7 @@ Result<CreatedToken> TokenStore::Create(const TokenEntry& parent, TokenRequest r
     const std::int64_t system_cap = now + limits_.max_ttl;
     max_expire = max_expire == 0 ? system_cap : std::min(max_expire, system_cap);
   }
-  if (!request.orphan && parent.expire_time != 0) {
+  if (inherit_limits && parent.expire_time != 0) {
     max_expire = max_expire == 0 ? parent.expire_time : std::min(max_expire, parent.expire_time);
   }
   std::int64_t expire = now + ttl;
@@ -361,19 +430,20 @@ Result<CreatedToken> TokenStore::Create(const TokenEntry& parent, TokenRequest r
   entry.expire_time = expire;
   entry.max_expire_time = max_expire;
 
+  // The create request itself takes one of the parent's uses, so the child gets at most
+  // what is left after it.
   entry.num_uses = request.num_uses;
-  if (!request.orphan && parent.num_uses > 0 &&
-      (entry.num_uses == 0 || entry.num_uses > parent.num_uses)) {
-    entry.num_uses = parent.num_uses;
+  if (inherit_limits && parent.num_uses > 0) {
+    const std::int64_t left = parent.num_uses - 1;
+    if (entry.num_uses == 0 || entry.num_uses > left) entry.num_uses = left;
   }
 
   entry.accessor = GenerateAccessor();
-  if (!request.orphan) {
-    entry.parent = parent.accessor;
-    entry.chain = parent.chain;
-    entry.bound_paths = parent.bound_paths;
-    if (entry.bound_cidrs.empty()) entry.bound_cidrs = parent.bound_cidrs;
-  }
+  if (!request.orphan) entry.parent = parent.accessor;
+  if (inherit_limits) entry.bound_paths = parent.bound_paths;
+  // The chain keeps the creator even for orphans, so every action traces back to the
+  // identity that started it.
+  entry.chain = parent.chain;
   entry.chain.push_back(entry.accessor);
   if (!request.bound_paths.empty()) entry.bound_paths.push_back(request.bound_paths);
 
@@ -389,11 +459,13 @@ Result<CreatedToken> TokenStore::Create(const TokenEntry& parent, TokenRequest r
   batch.Put(ExpiryKey(entry.expire_time, entry.accessor), Bytes());
   if (!entry.parent.empty()) {
     batch.Put(ChildKey(entry.parent, entry.accessor), Bytes());
-    // The parent must still exist when this commits: a concurrent revocation of the parent
-    // must not leave a child behind.
+    // The parent must still exist when this commits, and a revocation of the parent's tree
+    // that listed its children before this commit must fail: both sides check the parent's
+    // child generation, which this bumps.
     KW_ASSIGN_OR_RETURN(auto parent_raw, storage_.Get(AccessorKey(parent.accessor)));
     if (!parent_raw) return PermissionDenied("the parent token was revoked");
     batch.Expect(AccessorKey(parent.accessor), parent_raw);
+    KW_RETURN_IF_ERROR(StageGenerationBump(parent.accessor, batch));
   }
   created.entry = std::make_shared<const TokenEntry>(std::move(entry));
   return created;
@@ -487,6 +559,10 @@ Status TokenStore::RevokeTree(const TokenEntry& top, bool orphan_children,
     auto entry = std::move(queue.front());
     queue.pop_front();
     if (!done.insert(entry->accessor).second) continue;
+    // A child created under this token after the listing below changes the generation, so
+    // the commit aborts instead of leaving that child alive.
+    KW_ASSIGN_OR_RETURN(auto generation, storage_.Get(GenerationKey(entry->accessor)));
+    batch.Expect(GenerationKey(entry->accessor), generation);
     KW_RETURN_IF_ERROR(StageRemoval(*entry, batch));
     revoked.push_back(entry->accessor);
     if (revoked.size() > kMaxTreeSize) {
@@ -516,6 +592,12 @@ Status TokenStore::RevokeTree(const TokenEntry& top, bool orphan_children,
   return OkStatus();
 }
 
+Status TokenStore::RunRevocationHook(const std::vector<std::string>& revoked,
+                                     storage::WriteBatch& batch) const {
+  if (!revocation_hook_ || revoked.empty()) return OkStatus();
+  return revocation_hook_(revoked, batch);
+}
+
 Result<std::vector<std::string>> TokenStore::Revoke(std::string_view accessor,
                                                     bool orphan_children,
                                                     storage::WriteBatch& batch) const {
@@ -524,6 +606,7 @@ Result<std::vector<std::string>> TokenStore::Revoke(std::string_view accessor,
   batch.Expect(AccessorKey(accessor), raw);
   std::vector<std::string> revoked;
   KW_RETURN_IF_ERROR(RevokeTree(*entry, orphan_children, revoked, batch));
+  KW_RETURN_IF_ERROR(RunRevocationHook(revoked, batch));
   return revoked;
 }
 
@@ -557,6 +640,7 @@ Result<std::vector<std::string>> TokenStore::SweepExpired(std::size_t limit,
     batch.Expect(AccessorKey(accessor), raw);
     KW_RETURN_IF_ERROR(RevokeTree(**entry, false, revoked, batch));
   }
+  KW_RETURN_IF_ERROR(RunRevocationHook(revoked, batch));
   return revoked;
 }
 

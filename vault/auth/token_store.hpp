@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,6 +93,11 @@ struct TokenLimits {
   std::int64_t max_ttl = 32 * 24 * 3600;
 };
 
+// Returns invalid_argument when `policies` names `root` in any spelling: auth methods and
+// roles check their token_policies with it when they are written, so a role that could
+// never log in is refused up front. `field` names the field in the message.
+Status CheckAttachablePolicies(const std::vector<std::string>& policies, std::string_view field);
+
 // The token store. Each token is a record at `sys/token/accessor/<accessor>`, encrypted by the
 // barrier with the accessor in its additional data, holding the token's hash; a plain index at
 // `sys/token/hash/<hash>` finds the accessor from a presented token, and authentication then
@@ -160,6 +166,13 @@ class TokenStore {
   // manual edits). Returns how many were removed.
   Result<std::size_t> Tidy(storage::WriteBatch& batch) const;
 
+  // Sets what runs, in the same batch, for the accessors of every token revoked (by Revoke,
+  // the sweeper, a last use or a root token replacement): the lease manager revokes their
+  // leases there. Call before the store is used.
+  using RevocationHook =
+      std::function<Status(const std::vector<std::string>& accessors, storage::WriteBatch& batch)>;
+  void SetRevocationHook(RevocationHook hook) { revocation_hook_ = std::move(hook); }
+
   const Clock& clock() const { return clock_; }
   const TokenLimits& limits() const { return limits_; }
 
@@ -169,8 +182,11 @@ class TokenStore {
   Status StageEntry(const TokenEntry& entry, const std::optional<Bytes>& previous,
                     storage::WriteBatch& batch) const;
   Status StageRemoval(const TokenEntry& entry, storage::WriteBatch& batch) const;
+  Status StageGenerationBump(std::string_view accessor, storage::WriteBatch& batch) const;
   Status RevokeTree(const TokenEntry& top, bool orphan_children,
                     std::vector<std::string>& revoked, storage::WriteBatch& batch) const;
+  Status RunRevocationHook(const std::vector<std::string>& revoked,
+                           storage::WriteBatch& batch) const;
 
   // Decrypted records by accessor, each with the stored bytes it came from; a record is only
   // used while storage still holds those exact bytes. Cleared when it reaches kCacheLimit.
@@ -180,6 +196,7 @@ class TokenStore {
   Barrier& barrier_;
   const Clock& clock_;
   const TokenLimits limits_;
+  RevocationHook revocation_hook_;
   mutable std::mutex cache_mutex_;
   mutable std::map<std::string, std::pair<Bytes, std::shared_ptr<const TokenEntry>>, std::less<>>
       cache_;  // guarded by cache_mutex_

@@ -309,7 +309,7 @@ TEST_SUITE("vault/auth/approle") {
     CHECK(login->meta.at("role_name") == "web");
     CHECK(login->meta.at("host") == "web-1");
     CHECK(login->display_name == "approle");
-    CHECK(login->entity_id == "web");
+    CHECK(login->entity_id == "approle:web");
     CHECK(login->path == "auth/approle/login");
     CHECK(login->orphan);
   }

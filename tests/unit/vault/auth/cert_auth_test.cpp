@@ -168,7 +168,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     CHECK(login->num_uses == 3);
     CHECK(login->bound_cidrs == std::vector<std::string>{"127.0.0.1/32"});
     CHECK(login->display_name == "cert-web");
-    CHECK(login->entity_id == "spiffe://example.org/web");
+    CHECK(login->entity_id == "cert:spiffe://example.org/web");
     CHECK(login->path == "auth/cert/login");
     CHECK(login->meta.at("cert_name") == "web");
     CHECK(login->meta.at("spiffe_id") == "spiffe://example.org/web");
@@ -247,7 +247,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     const auto leaf = t.Leaf("", "host1.example");
     auto login = t.auth.Login(std::vector<std::string>{leaf.Der()}, std::nullopt);
     REQUIRE(login.has_value());
-    CHECK(login->entity_id == "host1.example");
+    CHECK(login->entity_id == "cert:host1.example");
     CHECK(login->meta.at("common_name") == "host1.example");
     CHECK_FALSE(login->meta.contains("spiffe_id"));
 

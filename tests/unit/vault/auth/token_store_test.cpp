@@ -137,12 +137,13 @@ TEST_SUITE("vault/auth/token_store") {
     REQUIRE(parent.has_value());
     TokenRequest child_request = WithPolicies({"a"});
     child_request.num_uses = 10;
+    // The create request itself takes one of the parent's 3 uses.
     auto child = f.Create(*parent->entry, std::move(child_request));
     REQUIRE(child.has_value());
-    CHECK(child->entry->num_uses == 3);
+    CHECK(child->entry->num_uses == 2);
     auto unlimited = f.Create(*parent->entry, WithPolicies({"a"}));
     REQUIRE(unlimited.has_value());
-    CHECK(unlimited->entry->num_uses == 3);
+    CHECK(unlimited->entry->num_uses == 2);
 
     CHECK(f.Use(*parent).has_value());
     CHECK(f.Use(*parent).has_value());
@@ -179,6 +180,86 @@ TEST_SUITE("vault/auth/token_store") {
     auto leftovers = f.env.store->Scan("sys/token/children/", "", 100);
     REQUIRE(leftovers.has_value());
     CHECK(leftovers->empty());
+  }
+
+  TEST_CASE("a child created during a revocation aborts it") {
+    TokenFixture f;
+    auto parent = f.Create(*f.root, WithPolicies({"a"}));
+    REQUIRE(parent.has_value());
+    auto child = f.Create(*parent->entry, WithPolicies({"a"}));
+    REQUIRE(child.has_value());
+    for (const auto& creator : {parent->entry, child->entry}) {
+      // The revocation lists the tree, then a new token under `creator` commits first.
+      kw::storage::WriteBatch revoke;
+      REQUIRE(f.store.Revoke(parent->entry->accessor, false, revoke).has_value());
+      auto late = f.Create(*creator, WithPolicies({"a"}));
+      REQUIRE(late.has_value());
+      auto committed = f.env.store->Commit(std::move(revoke));
+      REQUIRE_FALSE(committed.has_value());
+      CHECK(committed.error().code() == kw::Code::kAborted);
+    }
+    // Retried, the revocation takes the late children as well.
+    CHECK(f.Revoke(*parent->entry).size() == 4);
+    auto leftovers = f.env.store->Scan("sys/token/accessor/", "", 100);
+    REQUIRE(leftovers.has_value());
+    CHECK(leftovers->size() == 1);  // the root token
+  }
+
+  TEST_CASE("an orphan keeps its non-root creator's limits") {
+    TokenFixture f;
+    TokenRequest bounded = WithPolicies({"a"});
+    bounded.ttl = 600;
+    bounded.num_uses = 5;
+    bounded.bound_paths = {"secret/data/app/*"};
+    bounded.bound_cidrs = {"127.0.0.1/32"};
+    auto creator = f.Create(*f.root, std::move(bounded));
+    REQUIRE(creator.has_value());
+    TokenRequest orphan_request = WithPolicies({"a"});
+    orphan_request.orphan = true;
+    orphan_request.ttl = 86400;
+    auto orphan = f.Create(*creator->entry, std::move(orphan_request));
+    REQUIRE(orphan.has_value());
+    CHECK(orphan->entry->orphan());
+    CHECK(orphan->entry->expire_time == creator->entry->expire_time);
+    CHECK(orphan->entry->num_uses == 4);
+    CHECK(orphan->entry->bound_paths == creator->entry->bound_paths);
+    CHECK(orphan->entry->bound_cidrs == std::vector<std::string>{"127.0.0.1/32"});
+    CHECK(orphan->entry->chain ==
+          std::vector<std::string>{f.root->accessor, creator->entry->accessor,
+                                   orphan->entry->accessor});
+    // Revoking the creator leaves the orphan.
+    f.Revoke(*creator->entry);
+    CHECK(f.Use(*orphan).has_value());
+  }
+
+  TEST_CASE("a child cannot widen its parent's CIDRs or use bad bound paths") {
+    TokenFixture f;
+    TokenRequest pinned = WithPolicies({"a"});
+    pinned.bound_cidrs = {"127.0.0.1/32"};
+    auto parent = f.Create(*f.root, std::move(pinned));
+    REQUIRE(parent.has_value());
+    for (const char* wider : {"127.0.0.0/8", "0.0.0.0/0", "10.0.0.1/32"}) {
+      TokenRequest request = WithPolicies({"a"});
+      request.bound_cidrs = {wider};
+      auto child = f.Create(*parent->entry, std::move(request));
+      REQUIRE_FALSE(child.has_value());
+      CHECK(child.error().code() == kw::Code::kPermissionDenied);
+    }
+    TokenRequest same = WithPolicies({"a"});
+    same.bound_cidrs = {"127.0.0.1/32"};
+    CHECK(f.Create(*parent->entry, std::move(same)).has_value());
+    for (const char* glob : {"secret/data/*/db", "secret/data/app/*x*", ""}) {
+      TokenRequest request = WithPolicies({"a"});
+      request.bound_paths = {glob};
+      auto child = f.Create(*f.root, std::move(request));
+      REQUIRE_FALSE(child.has_value());
+      CHECK(child.error().code() == kw::Code::kInvalidArgument);
+    }
+    TokenRequest trailing = WithPolicies({"a"});
+    trailing.bound_paths = {"secret/data/app/db/"};
+    auto normalised = f.Create(*f.root, std::move(trailing));
+    REQUIRE(normalised.has_value());
+    CHECK(normalised->entry->bound_paths[0] == std::vector<std::string>{"secret/data/app/db"});
   }
 
   TEST_CASE("revoke-orphan keeps the children as orphans") {
