@@ -203,6 +203,8 @@ Result<Reply> HandleCreds(RequestContext& c, PostgresEngine& engine, std::string
     return tl::unexpected(staged.error());
   }
 
+  // The worker sleeps until the earliest expiry it knew of: wake it for this lease.
+  c.after_commit = [state = c.vault] { state->leases->Wake(); };
   nlohmann::json data = {{"username", credential.username},
                          {"password", std::string(credential.password.RevealText())}};
   nlohmann::json body = Envelope(c, std::move(data));

@@ -121,9 +121,36 @@ Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
   state->policies = std::make_unique<policy::PolicyStore>(storage_, *state->barrier, clock_);
   state->database = std::make_unique<database::PostgresEngine>(storage_, *state->barrier, clock_);
   state->leases = std::make_unique<lease::LeaseManager>(storage_, *state->barrier, clock_);
+  state->leases->RegisterEngine(std::string(database::kMount), state->database.get());
+  // Revoking a token revokes the leases it created, in the same batch.
+  state->tokens->SetRevocationHook(
+      [leases = state->leases.get()](const std::vector<std::string>& accessors,
+                                     storage::WriteBatch& batch) -> Status {
+        KW_ASSIGN_OR_RETURN(std::size_t queued, leases->StageRevokeForTokens(accessors, batch));
+        (void)queued;
+        return OkStatus();
+      });
   // [wiring: construct] one line per auth method or store, each constructed from
   // (storage_, *state->barrier, clock_).
   return state;
+}
+
+Status Core::StartLeases(UnsealedState& state) {
+  // The worker's commits carry an audit record like every request's. The state owns the
+  // manager, whose destructor joins the worker before the audit log goes.
+  lease::InternalCommit commit = [this, audit = state.audit.get()](
+                                     storage::WriteBatch batch, std::string path,
+                                     nlohmann::json response) -> Status {
+    audit::AuditEntry entry = InternalAuditEntry(path, "");
+    entry.operation = "delete";
+    entry.method = "LEASE";
+    entry.response_body = std::move(response);
+    KW_RETURN_IF_ERROR(audit->Attach(entry, batch));
+    return storage_.Commit(std::move(batch));
+  };
+  KW_RETURN_IF_ERROR(state.leases->Load(commit));
+  state.leases->Start(std::move(commit));
+  return OkStatus();
 }
 
 Result<InitResult> Core::Initialize(const std::optional<SecretBuffer>& root_token_id,
@@ -151,6 +178,10 @@ Result<InitResult> Core::Initialize(const std::optional<SecretBuffer>& root_toke
     log::Error("root token stored but not reloaded; restart the server",
                {{log::kError, loaded.error().message()}});
   }
+  if (auto started = StartLeases(*state); !started) {
+    log::Error("lease manager did not start; restart the server",
+               {{log::kError, started.error().message()}});
+  }
 
   {
     std::lock_guard lock(state_mutex_);
@@ -175,6 +206,8 @@ Status Core::Unseal(const std::optional<SecretBuffer>& pin) {
   // log. The new log must load the head after that, because otherwise the head moves under it.
   KW_RETURN_IF_ERROR(WaitForSealedState(std::chrono::seconds(30)));
   KW_ASSIGN_OR_RETURN(auto state, OpenState(resolved_pin, /*create_keys=*/false));
+  // Leases that expired while the server was down are revoked here, before any request.
+  KW_RETURN_IF_ERROR(StartLeases(*state));
   {
     std::lock_guard lock(state_mutex_);
     state_ = std::move(state);
@@ -193,7 +226,10 @@ void Core::Seal() {
     dropped = std::move(state_);
   }
   sealed_state_ = dropped;
-  if (dropped) log::Info("vault sealed");
+  if (dropped) {
+    dropped->leases->Stop();
+    log::Info("vault sealed");
+  }
 }
 
 Status Core::WaitForSealedState(std::chrono::milliseconds timeout) {

@@ -118,6 +118,8 @@ class Core {
   // Waits until no request still uses the state from before the last seal. unavailable after
   // `timeout`.
   Status WaitForSealedState(std::chrono::milliseconds timeout);
+  // Revokes the leases that expired while sealed and starts the lease worker.
+  Status StartLeases(UnsealedState& state);
   // Returns the audit entry for a change the server makes itself (initialisation, dev-mode
   // root token) at `path`, under the root token's `accessor`.
   audit::AuditEntry InternalAuditEntry(std::string_view path, const std::string& accessor);

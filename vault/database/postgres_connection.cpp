@@ -64,6 +64,11 @@ Result<PostgresConnection> PostgresConnection::Open(const ConnectionTarget& targ
   return connection;
 }
 
+PostgresConnection PostgresConnection::Unconnected() {
+  // A Unix socket in a directory that does not exist: the attempt fails at once, locally.
+  return PostgresConnection(PQconnectStart("host=/nonexistent/keyward dbname=none"));
+}
+
 PostgresConnection::PostgresConnection(PostgresConnection&& other) noexcept
     : conn_(std::exchange(other.conn_, nullptr)) {}
 

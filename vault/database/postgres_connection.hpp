@@ -44,6 +44,10 @@ class PostgresConnection {
   // rejects the login (the message is libpq's, which names host and user, not the password).
   static Result<PostgresConnection> Open(const ConnectionTarget& target);
 
+  // Returns a handle that never connects, for quoting alone: libpq then assumes SQL_ASCII
+  // and standard_conforming_strings off, so literals with a backslash come out as E'...'.
+  static PostgresConnection Unconnected();
+
   PostgresConnection(PostgresConnection&& other) noexcept;
   PostgresConnection& operator=(PostgresConnection&& other) noexcept;
   PostgresConnection(const PostgresConnection&) = delete;

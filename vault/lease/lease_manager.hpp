@@ -28,7 +28,7 @@ namespace kw::vault::lease {
 struct LeaseLimits {
   std::size_t max_leases = 1'000'000;         // stored leases, revoking ones included
   std::size_t max_leases_per_role = 100'000;  // stored leases of one <mount>/creds/<role>
-  std::int64_t default_ttl = 32 * 24 * 3600;  // when the engine asks for none
+  std::int64_t default_ttl = 32 * 24 * 3600;  // when the engine requests none
   std::int64_t max_ttl = 32 * 24 * 3600;      // no lease lives longer
 };
 
@@ -59,7 +59,7 @@ struct LeaseStats {
   std::uint64_t expirations = 0;          // leases the worker found expired since start-up
 };
 
-// What one round of background work did.
+// Counts of one round of background work.
 struct WorkSummary {
   std::size_t expired = 0;       // leases marked revoking because they expired
   std::size_t marked = 0;        // leases marked revoking by prefix jobs
@@ -131,8 +131,8 @@ class LeaseManager {
 
   // Extends the lease to now + `increment` seconds (0: the lease's TTL), capped at its
   // max_expire_time, after the engine extended the credential. invalid_argument "invalid
-  // lease" when it is unknown, expired or being revoked, and when it is not renewable; on
-  // error nothing is staged.
+  // lease" when it is unknown, expired or being revoked, and "lease is not renewable"; an
+  // engine failure keeps its code. On error nothing is staged.
   Result<Lease> Renew(std::string_view id, std::int64_t increment, storage::WriteBatch& batch);
 
   // Revokes the credential now. Success stages the lease's removal (an unknown lease is

@@ -336,8 +336,13 @@ Result<std::size_t> LeaseManager::Tidy(storage::WriteBatch& batch) {
   std::map<std::string, std::int64_t> counts;
   counts[std::string(kCountAllKey)] = 0;
   counts[std::string(kCountRevokingKey)] = revoking;
-  KW_ASSIGN_OR_RETURN(auto role_counters, storage_.Scan("sys/lease/count/role/", "", kScanPage));
-  for (const storage::Entry& entry : role_counters) counts[entry.key] = 0;
+  after.clear();
+  for (;;) {
+    KW_ASSIGN_OR_RETURN(auto page, storage_.Scan("sys/lease/count/role/", after, kScanPage));
+    for (const storage::Entry& entry : page) counts[entry.key] = 0;
+    if (page.size() < kScanPage) break;
+    after = page.back().key;
+  }
   after.clear();
   for (;;) {
     KW_ASSIGN_OR_RETURN(auto page, storage_.Scan(kRecordPrefix, after, kScanPage));
