@@ -185,7 +185,11 @@ HttpResponse Router::Handle(HttpRequest& request) {
   const bool counts_uses = identity && identity->entry && identity->entry->num_uses > 0;
 
   std::unique_lock<std::mutex> write_lock;
-  if (target && identity && c.operation != "read" && c.operation != "list") {
+  // Credential issue is a read that writes: requests for one role take turns, so that they
+  // do not exhaust their retries on the role's lease counter.
+  const bool issues_credential = c.path.starts_with("database/creds/");
+  if (target && identity &&
+      ((c.operation != "read" && c.operation != "list") || issues_credential)) {
     write_lock = std::unique_lock<std::mutex>(WriteLockFor(c.path));
   }
 
