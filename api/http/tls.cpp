@@ -48,6 +48,10 @@ Result<std::unique_ptr<ssl::context>> MakeTlsContext(const ServerOptions& option
   if (SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1) {
     return Internal("TLS: setting the minimum protocol version to TLS 1.2 failed");
   }
+  // TLS 1.2: forward-secret AEAD suites only (TLS 1.3's suites are all of that kind).
+  if (SSL_CTX_set_cipher_list(native, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) {
+    return Internal("TLS: setting the TLS 1.2 cipher list failed");
+  }
 
   boost::system::error_code error;
   context->use_certificate_chain_file(options.tls_cert_file, error);

@@ -116,7 +116,7 @@ TEST_SUITE("e2e/cert") {
     // Without the intermediate the chain does not reach the role's CA.
     const CurlResult alone = t.LoginWith(leaf);
     CHECK(alone.status == 403);
-    CHECK(ErrorsContain(alone, "not signed by a trusted CA"));
+    CHECK(ErrorsContain(alone, "no role accepts the client certificate"));
   }
 
   TEST_CASE("certificate from an unknown CA is rejected") {
@@ -127,7 +127,7 @@ TEST_SUITE("e2e/cert") {
     REQUIRE(login.exit_code == 0);  // the handshake succeeds: the TLS layer verifies nothing
     CHECK(login.status == 403);
     CHECK(ErrorsContain(login, "permission denied"));
-    CHECK(ErrorsContain(login, "not signed by a trusted CA"));
+    CHECK(ErrorsContain(login, "no role accepts the client certificate"));
     CHECK_FALSE(ErrorsContain(login, "web"));
   }
 
@@ -135,7 +135,7 @@ TEST_SUITE("e2e/cert") {
     CertLogin t;
     const CurlResult login = t.LoginWith(t.Leaf(t.Spec("spiffe://example.org/other/web")));
     CHECK(login.status == 403);
-    CHECK(ErrorsContain(login, "no role matches"));
+    CHECK(ErrorsContain(login, "no role accepts the client certificate"));
     CHECK_FALSE(ErrorsContain(login, "example.org/ns"));
   }
 
@@ -172,7 +172,7 @@ TEST_SUITE("e2e/cert") {
     no_uri.subject_alt_name = "DNS:example.org";
     const CurlResult login = t.LoginWith(t.Leaf(no_uri));
     CHECK(login.status == 403);
-    CHECK(ErrorsContain(login, "no role matches"));
+    CHECK(ErrorsContain(login, "no role accepts the client certificate"));
   }
 
   TEST_CASE("login without a client certificate is rejected") {

@@ -23,9 +23,11 @@ constexpr std::size_t kMaxRoleNameBytes = 128;
 // Login reasons. They state what failed for the certificate and never which role, CA or
 // allowed name was involved.
 constexpr std::string_view kNoCertificate = "no client certificate presented";
-constexpr std::string_view kUntrusted =
-    "the client certificate is not signed by a trusted CA, or is expired or not yet valid";
-constexpr std::string_view kNoMatch = "no role matches the client certificate";
+// One reason for an untrusted chain and for names no role allows, so that a login cannot tell
+// which role names exist or whether some role trusts its CA.
+constexpr std::string_view kNoMatch =
+    "no role accepts the client certificate: its CA is not trusted, it is expired or not yet "
+    "valid, or its names are not allowed";
 
 std::string RoleKey(std::string_view name) { return std::string(kRolePrefix) + std::string(name); }
 std::string RoleAad(std::string_view name) { return "keyward:cert-role:" + std::string(name); }
@@ -84,7 +86,9 @@ Result<CertRole> RoleFromStored(std::string_view text) {
 }
 
 // Verifies `leaf` with the `untrusted` intermediates against the CA certificates of `bundle`
-// at `now` for the sslclient purpose. Returns whether it verified.
+// at `now` for the sslclient purpose. Returns whether it verified. Every certificate above the
+// leaf in the chain OpenSSL built must be CA:TRUE: OpenSSL would otherwise let a trust anchor
+// without basicConstraints (a pinned v1 or v3 client certificate) issue certificates.
 Result<bool> VerifyChain(const std::vector<X509Ptr>& bundle, X509* leaf, STACK_OF(X509)* untrusted,
                          std::time_t now) {
   std::unique_ptr<X509_STORE, StoreDeleter> store(X509_STORE_new());
@@ -107,7 +111,12 @@ Result<bool> VerifyChain(const std::vector<X509Ptr>& bundle, X509* leaf, STACK_O
   X509_VERIFY_PARAM_set_flags(params, X509_V_FLAG_PARTIAL_CHAIN);
   const int verified = X509_verify_cert(context.get());
   ERR_clear_error();
-  return verified == 1;
+  if (verified != 1) return false;
+  STACK_OF(X509)* built = X509_STORE_CTX_get0_chain(context.get());
+  for (int i = 1; built != nullptr && i < sk_X509_num(built); ++i) {
+    if (X509_check_ca(sk_X509_value(built, i)) != 1) return false;
+  }
+  return true;
 }
 
 bool AnyMatches(const std::vector<std::string>& patterns, const SpiffeId& id) {
@@ -273,23 +282,18 @@ Result<TokenRequest> CertAuth::Login(std::span<const std::string> chain_der,
     KW_ASSIGN_OR_RETURN(names, ListRoles());
   }
   const std::time_t now = std::chrono::system_clock::to_time_t(clock_.Now());
-  bool any_role = false;
-  bool verified_by_any = false;
   for (const std::string& name : names) {
     KW_ASSIGN_OR_RETURN(std::optional<CertRole> role, LoadRole(name));
     if (!role) continue;
-    any_role = true;
     KW_ASSIGN_OR_RETURN(std::vector<X509Ptr> bundle, ParsePemCertificates(role->certificate));
     KW_ASSIGN_OR_RETURN(bool verified, VerifyChain(bundle, leaf, untrusted.get(), now));
     if (!verified) continue;
-    verified_by_any = true;
     if (svid_error) break;
     if (NamesAllowed(*role, id, common_name)) return RequestFor(*role, id, common_name);
   }
   // A broken X.509-SVID rule is reported even when no bundle verified the chain: it describes
   // the presented certificate only, so it reveals nothing about the roles.
   if (svid_error) return PermissionDenied(svid_error->message());
-  if (any_role && !verified_by_any) return PermissionDenied(std::string(kUntrusted));
   return PermissionDenied(std::string(kNoMatch));
 }
 

@@ -175,6 +175,46 @@ TEST_SUITE("vault/auth/cert_auth") {
     CHECK_FALSE(login->meta.contains("common_name"));
   }
 
+  TEST_CASE("a pinned client certificate cannot issue others") {
+    CertAuthTest t;
+    // A pinned certificate without basicConstraints but with keyCertSign: OpenSSL would take
+    // it as a CA once it is a trust anchor.
+    testing::CertSpec pinned_spec = LeafSpec("", "batch-job", t.now - 60, t.now + 3600);
+    pinned_spec.basic_constraints = "";
+    pinned_spec.key_usage = "critical,digitalSignature,keyCertSign";
+    const TestCert pinned = IssueCert(pinned_spec, nullptr);
+    CertRole role;
+    role.name = "pin";
+    role.certificate = pinned.Pem();
+    role.allowed_common_names = {"batch-job", "admin-job"};
+    role.token_policies = {"web"};
+    t.Write(role);
+    // The pinned certificate itself logs in.
+    REQUIRE(t.auth.Login(std::vector<std::string>{pinned.Der()}, std::nullopt).has_value());
+    // A certificate it signed does not.
+    const TestCert forged =
+        IssueCert(LeafSpec("", "admin-job", t.now - 60, t.now + 3600), &pinned);
+    CheckDenied(t.auth.Login(std::vector<std::string>{forged.Der()}, std::nullopt),
+                "no role accepts the client certificate");
+  }
+
+  TEST_CASE("a trusted intermediate without CA:TRUE cannot issue") {
+    CertAuthTest t;
+    testing::CertSpec intermediate_spec = LeafSpec("", "intermediate", t.now - 60, t.now + 3600);
+    intermediate_spec.basic_constraints = "";
+    intermediate_spec.key_usage = "critical,keyCertSign";
+    intermediate_spec.extended_key_usage = "";
+    const TestCert intermediate = IssueCert(intermediate_spec, &t.ca);
+    CertRole role = t.Role("web", {"spiffe://example.org/*"});
+    role.certificate = intermediate.Pem();  // the bundle trusts the intermediate alone
+    t.Write(role);
+    const TestCert leaf = IssueCert(
+        LeafSpec("spiffe://example.org/web", "leaf", t.now - 60, t.now + 3600), &intermediate);
+    // Sent alone, the leaf's chain ends in the bundle's intermediate, which is no CA.
+    CheckDenied(t.auth.Login(std::vector<std::string>{leaf.Der()}, std::nullopt),
+                "no role accepts the client certificate");
+  }
+
   TEST_CASE("display name from the role") {
     CertAuthTest t;
     CertRole role = t.Role("web", {});
@@ -194,7 +234,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     REQUIRE(t.auth.Login(chain, std::nullopt).has_value());
 
     t.env.clock.Advance(std::chrono::hours(2));
-    CheckDenied(t.auth.Login(chain, std::nullopt), "not signed by a trusted CA, or is expired");
+    CheckDenied(t.auth.Login(chain, std::nullopt), "no role accepts the client certificate");
 
     const auto future = IssueCert(
         LeafSpec("spiffe://example.org/web", "leaf", t.now + 86400, t.now + 2 * 86400), &t.ca);
@@ -209,7 +249,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     const auto leaf =
         IssueCert(LeafSpec("spiffe://example.org/web", "leaf", t.now - 60, t.now + 3600), &other_ca);
     auto login = t.auth.Login(std::vector<std::string>{leaf.Der()}, std::nullopt);
-    CheckDenied(login, "not signed by a trusted CA");
+    CheckDenied(login, "no role accepts the client certificate");
     CHECK(login.error().message().find("web") == std::string::npos);
   }
 
@@ -221,7 +261,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     const auto leaf = IssueCert(LeafSpec("spiffe://td/a", "leaf", t.now - 60, t.now + 3600),
                                 &impostor);
     CheckDenied(t.auth.Login(std::vector<std::string>{leaf.Der(), impostor.Der()}, std::nullopt),
-                "not signed by a trusted CA");
+                "no role accepts the client certificate");
   }
 
   TEST_CASE("wrong SPIFFE ID matches no role") {
@@ -232,7 +272,7 @@ TEST_SUITE("vault/auth/cert_auth") {
       CAPTURE(id);
       const auto leaf = t.Leaf(id);
       auto login = t.auth.Login(std::vector<std::string>{leaf.Der()}, std::nullopt);
-      CheckDenied(login, "no role matches");
+      CheckDenied(login, "no role accepts the client certificate");
       CHECK(login.error().message().find("example.org/web") == std::string::npos);
     }
     const auto below = t.Leaf("spiffe://example.org/ns/a/b");
@@ -253,7 +293,7 @@ TEST_SUITE("vault/auth/cert_auth") {
 
     const auto other = t.Leaf("", "host2.example");
     CheckDenied(t.auth.Login(std::vector<std::string>{other.Der()}, std::nullopt),
-                "no role matches");
+                "no role accepts the client certificate");
   }
 
   TEST_CASE("SPIFFE role refuses a certificate without URI SAN") {
@@ -261,7 +301,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     t.Write(t.Role("web", {"spiffe://example.org/*"}));
     const auto leaf = t.Leaf("", "spiffe://example.org/web");
     CheckDenied(t.auth.Login(std::vector<std::string>{leaf.Der()}, std::nullopt),
-                "no role matches");
+                "no role accepts the client certificate");
   }
 
   TEST_CASE("broken X.509-SVID rule is named") {
@@ -306,7 +346,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     CHECK(t.auth.Login(std::vector<std::string>{leaf.Der(), intermediate.Der()}, std::nullopt)
               .has_value());
     CheckDenied(t.auth.Login(std::vector<std::string>{leaf.Der()}, std::nullopt),
-                "not signed by a trusted CA");
+                "no role accepts the client certificate");
   }
 
   TEST_CASE("role selected by name or first match in name order") {
@@ -328,8 +368,8 @@ TEST_SUITE("vault/auth/cert_auth") {
     REQUIRE(named.has_value());
     CHECK(named->meta.at("cert_name") == "b-role");
     CHECK(named->policies == std::vector<std::string>{"b"});
-    CheckDenied(t.auth.Login(chain, "c-role"), "no role matches");
-    CheckDenied(t.auth.Login(chain, "missing"), "no role matches");
+    CheckDenied(t.auth.Login(chain, "c-role"), "no role accepts the client certificate");
+    CheckDenied(t.auth.Login(chain, "missing"), "no role accepts the client certificate");
   }
 
   TEST_CASE("no certificate or garbage is rejected") {
@@ -343,7 +383,7 @@ TEST_SUITE("vault/auth/cert_auth") {
     CertAuthTest t;
     const auto leaf = t.Leaf("spiffe://example.org/web");
     CheckDenied(t.auth.Login(std::vector<std::string>{leaf.Der()}, std::nullopt),
-                "no role matches");
+                "no role accepts the client certificate");
   }
 }
 
