@@ -13,6 +13,7 @@ packages=(
   libspdlog-dev libexpected-dev doctest-dev
   softhsm2 libsofthsm2 libp11-kit-dev opensc
   libpq-dev curl procps
+  postgresql
 )
 
 missing=()
