@@ -11,6 +11,7 @@ namespace {
 using vault::database::DatabaseConfig;
 using vault::database::DynamicRole;
 using vault::database::PostgresEngine;
+using vault::database::StaticRole;
 
 constexpr std::string_view kPrefix = "database/";
 
@@ -23,7 +24,6 @@ const nlohmann::json& Body(const RequestContext& c) {
 
 Reply NotFoundReply() { return ErrorReply(404, {}); }
 
-// The lease manager of the unsealed vault; null until the server wires one.
 // The lease manager of the unsealed vault; null when the server runs without one.
 vault::lease::LeaseManager* LeasesOf(RequestContext& c) { return c.vault->leases.get(); }
 
@@ -170,32 +170,60 @@ Result<Reply> HandleRoles(RequestContext& c, PostgresEngine& engine, std::string
   return MethodNotAllowed(c);
 }
 
+// Requests whose credential is older than this without a committed lease are treated as
+// failed, and their PostgreSQL roles dropped.
+constexpr std::chrono::seconds kAbandonedAfter{60};
+
+// Drops the PostgreSQL roles of credentials whose request never committed its lease.
+void DropAbandoned(PostgresEngine& engine, vault::lease::LeaseManager& leases) {
+  for (const vault::lease::Lease& lease : engine.TakeAbandoned(kAbandonedAfter)) {
+    auto committed = leases.Lookup(lease.id);
+    if (committed || committed.error().code() != Code::kNotFound) continue;
+    if (auto dropped = engine.RevokeCredential(lease); !dropped) {
+      log::Error("database role of an uncommitted request not dropped",
+                 {{log::kLeaseId, lease.id}, {log::kError, dropped.error().message()}});
+    }
+  }
+}
+
 // Issues a credential: quota check, CREATE ROLE in PostgreSQL, then the lease in the request's
-// batch. If the lease cannot be staged, the new PostgreSQL role is dropped again.
-// TODO: a commit that fails after this handler returns (storage error, audit failure) leaves
-// the PostgreSQL role without a lease; its password still expires at the lease end
-// (VALID UNTIL), but the role itself stays until dropped by hand.
+// batch. If the lease cannot be staged, the new PostgreSQL role is dropped again. When the
+// router reruns this handler after a lost commit race, it reuses the first run's credential.
+// A request that never commits has its role dropped by a later request.
+// TODO: a server crash between CREATE ROLE and the commit leaves the role without a lease;
+// its password still expires at the lease end (VALID UNTIL), but the role stays.
 Result<Reply> HandleCreds(RequestContext& c, PostgresEngine& engine, std::string_view name) {
   if (c.operation != "read" && !IsWrite(c)) return MethodNotAllowed(c);
   if (name.empty()) return InvalidArgument("missing role name: use database/creds/<role>");
   vault::lease::LeaseManager* leases = LeasesOf(c);
   if (leases == nullptr) return Unavailable("the lease manager is not running");
+  DropAbandoned(engine, *leases);
 
   KW_ASSIGN_OR_RETURN(auto role, engine.LoadRole(name));
   if (!role) return InvalidArgument("unknown role: " + std::string(name));
-  KW_RETURN_IF_ERROR(leases->CheckQuota(vault::database::kMount, role->name));
-  vault::lease::Lease lease = leases->NewLease(vault::database::kMount, role->name,
-                                               c.identity.accessor, role->default_ttl,
-                                               role->max_ttl);
-  const std::string display_name =
-      c.identity.entry != nullptr ? c.identity.entry->display_name : std::string("token");
-  KW_ASSIGN_OR_RETURN(auto credential,
-                      engine.CreateCredential(*role, display_name, lease.expire_time));
-  lease.engine_data = PostgresEngine::LeaseData(*role, credential.username);
+  auto pending = engine.FindPending(c.request_id);
+  if (!pending) {
+    KW_RETURN_IF_ERROR(leases->CheckQuota(vault::database::kMount, role->name));
+    vault::lease::Lease lease = leases->NewLease(vault::database::kMount, role->name,
+                                                 c.identity.accessor, role->default_ttl,
+                                                 role->max_ttl);
+    const std::string display_name =
+        c.identity.entry != nullptr ? c.identity.entry->display_name : std::string("token");
+    KW_ASSIGN_OR_RETURN(auto credential,
+                        engine.CreateCredential(*role, display_name, lease.expire_time));
+    lease.engine_data = PostgresEngine::LeaseData(*role, credential.username);
+    pending = PostgresEngine::PendingCredential{credential.username,
+                                                std::move(credential.password), lease,
+                                                std::chrono::steady_clock::now()};
+    engine.RememberPending(c.request_id, {pending->username,
+                                          SecretBuffer::CopyFrom(pending->password.Reveal()),
+                                          pending->lease, pending->created});
+  }
 
-  auto staged = leases->StageCreate(lease, c.batch);
+  auto staged = leases->StageCreate(pending->lease, c.batch);
   if (!staged) {
-    if (auto dropped = engine.RevokeCredential(lease); !dropped) {
+    engine.ForgetPending(c.request_id);
+    if (auto dropped = engine.RevokeCredential(pending->lease); !dropped) {
       log::Error("database role left without a lease",
                  {{"role", role->name}, {log::kRequestId, c.request_id},
                   {log::kError, dropped.error().message()}});
@@ -204,9 +232,12 @@ Result<Reply> HandleCreds(RequestContext& c, PostgresEngine& engine, std::string
   }
 
   // The worker sleeps until the earliest expiry it knew of: wake it for this lease.
-  c.after_commit = [state = c.vault] { state->leases->Wake(); };
-  nlohmann::json data = {{"username", credential.username},
-                         {"password", std::string(credential.password.RevealText())}};
+  c.after_commit = [state = c.vault, request_id = c.request_id] {
+    state->database->ForgetPending(request_id);
+    state->leases->Wake();
+  };
+  nlohmann::json data = {{"username", pending->username},
+                         {"password", std::string(pending->password.RevealText())}};
   nlohmann::json body = Envelope(c, std::move(data));
   body["lease_id"] = staged->id;
   body["lease_duration"] = staged->expire_time - staged->issue_time;
@@ -222,6 +253,79 @@ Result<Reply> HandleRotateRoot(RequestContext& c, PostgresEngine& engine, std::s
   if (!IsWrite(c)) return MethodNotAllowed(c);
   KW_RETURN_IF_ERROR(engine.RotateRoot(name, c.batch));
   c.after_commit = [&engine, name = std::string(name)] { engine.ResetConnections(name); };
+  return Reply{204, nullptr};
+}
+
+// Applies the body's fields to `role` (a new one or the stored one).
+Status ApplyStaticRoleFields(const nlohmann::json& body, StaticRole& role) {
+  KW_ASSIGN_OR_RETURN(auto db_name, OptionalString(body, "db_name"));
+  if (db_name) role.db_name = *db_name;
+  KW_ASSIGN_OR_RETURN(auto username, OptionalString(body, "username"));
+  if (username) role.username = *username;
+  KW_ASSIGN_OR_RETURN(auto period, OptionalDuration(body, "rotation_period"));
+  if (period) role.rotation_period = period->count();
+  KW_ASSIGN_OR_RETURN(auto statements, OptionalStatements(body, "rotation_statements"));
+  if (statements) role.rotation_statements = std::move(*statements);
+  return OkStatus();
+}
+
+std::int64_t NowSeconds(const RequestContext& c) {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             c.core.clock().Now().time_since_epoch())
+      .count();
+}
+
+Result<Reply> HandleStaticRoles(RequestContext& c, PostgresEngine& engine,
+                                std::string_view name) {
+  if (name.empty()) {
+    if (c.operation == "list") return ListReply(c, engine.ListStaticRoles());
+    return MethodNotAllowed(c);
+  }
+  if (c.operation == "read") {
+    KW_ASSIGN_OR_RETURN(auto stored, engine.LoadStaticRole(name));
+    if (!stored) return NotFoundReply();
+    return Reply{200, Envelope(c, stored->role.ToPublicJson(NowSeconds(c)))};
+  }
+  if (IsWrite(c)) {
+    KW_ASSIGN_OR_RETURN(auto stored, engine.LoadStaticRole(name));
+    StaticRole role;
+    std::optional<Bytes> previous;
+    if (stored) {
+      role = std::move(stored->role);
+      previous = std::move(stored->raw);
+    } else {
+      role.name = std::string(name);
+      if (!Body(c).contains("rotation_period")) {
+        return InvalidArgument("missing rotation_period: give the seconds between rotations "
+                               "(at least 5) or a duration such as \"24h\"");
+      }
+    }
+    KW_RETURN_IF_ERROR(ApplyStaticRoleFields(Body(c), role));
+    KW_RETURN_IF_ERROR(engine.StageStaticRole(std::move(role), previous, c.batch));
+    return Reply{204, nullptr};
+  }
+  if (c.method == "DELETE") {
+    engine.StageStaticRoleDelete(name, c.batch);
+    return Reply{204, nullptr};
+  }
+  return MethodNotAllowed(c);
+}
+
+Result<Reply> HandleStaticCreds(RequestContext& c, PostgresEngine& engine,
+                                std::string_view name) {
+  if (c.operation != "read") return MethodNotAllowed(c);
+  KW_ASSIGN_OR_RETURN(auto stored, engine.LoadStaticRole(name));
+  if (!stored) return InvalidArgument("unknown static role: " + std::string(name));
+  return Reply{200, Envelope(c, stored->role.ToCredsJson(NowSeconds(c)))};
+}
+
+Result<Reply> HandleRotateRole(RequestContext& c, PostgresEngine& engine, std::string_view name) {
+  if (!IsWrite(c)) return MethodNotAllowed(c);
+  auto rotated = engine.RotateStaticRole(name, c.batch);
+  if (!rotated && rotated.error().code() == Code::kNotFound) {
+    return InvalidArgument("unknown static role: " + std::string(name));
+  }
+  KW_RETURN_IF_ERROR(rotated);
   return Reply{204, nullptr};
 }
 
@@ -252,6 +356,9 @@ Result<Reply> HandleDatabase(RequestContext& c) {
   if (section == "creds") return HandleCreds(c, *engine, name);
   if (section == "rotate-root") return HandleRotateRoot(c, *engine, name);
   if (section == "reset") return HandleReset(c, *engine, name);
+  if (section == "static-roles") return HandleStaticRoles(c, *engine, name);
+  if (section == "static-creds") return HandleStaticCreds(c, *engine, name);
+  if (section == "rotate-role") return HandleRotateRole(c, *engine, name);
   return ErrorReply(404, {"no handler for route \"" + c.path + "\""});
 }
 

@@ -135,19 +135,24 @@ Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
   return state;
 }
 
-Status Core::StartLeases(UnsealedState& state) {
-  // The worker's commits carry an audit record like every request's. The state owns the
-  // manager, whose destructor joins the worker before the audit log goes.
-  lease::InternalCommit commit = [this, audit = state.audit.get()](
-                                     storage::WriteBatch batch, std::string path,
-                                     nlohmann::json response) -> Status {
+lease::InternalCommit Core::InternalCommitFor(UnsealedState& state, std::string operation,
+                                             std::string method) {
+  // The server's own commits carry an audit record like every request's. The state owns the
+  // users of this function, and they stop before its audit log goes.
+  return [this, audit = state.audit.get(), operation = std::move(operation),
+          method = std::move(method)](storage::WriteBatch batch, std::string path,
+                                      nlohmann::json response) -> Status {
     audit::AuditEntry entry = InternalAuditEntry(path, "");
-    entry.operation = "delete";
-    entry.method = "LEASE";
+    entry.operation = operation;
+    entry.method = method;
     entry.response_body = std::move(response);
     KW_RETURN_IF_ERROR(audit->Attach(entry, batch));
     return storage_.Commit(std::move(batch));
   };
+}
+
+Status Core::StartLeases(UnsealedState& state) {
+  lease::InternalCommit commit = InternalCommitFor(state, "delete", "LEASE");
   KW_RETURN_IF_ERROR(state.leases->Load(commit));
   state.leases->Start(std::move(commit));
   return OkStatus();
@@ -298,6 +303,11 @@ void Core::StartSweeper(std::chrono::milliseconds interval) {
       if (!sealed()) {
         if (auto swept = SweepExpiredTokens(); !swept) {
           log::Error("expired token sweep failed", {{log::kError, swept.error().message()}});
+        }
+        if (auto state = Acquire(); state && (*state)->database) {
+          // Failures are logged per role by the engine, and retried at the next round.
+          (void)(*state)->database->RotateDueStaticRoles(
+              InternalCommitFor(**state, "update", "ROTATE"));
         }
       }
       lock.lock();

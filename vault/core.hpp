@@ -118,6 +118,10 @@ class Core {
   // Waits until no request still uses the state from before the last seal. unavailable after
   // `timeout`.
   Status WaitForSealedState(std::chrono::milliseconds timeout);
+  // Returns a function that commits a batch the server makes itself, with an audit record
+  // of `operation` and `method` at the path it is given.
+  lease::InternalCommit InternalCommitFor(UnsealedState& state, std::string operation,
+                                          std::string method);
   // Revokes the leases that expired while sealed and starts the lease worker.
   Status StartLeases(UnsealedState& state);
   // Returns the audit entry for a change the server makes itself (initialisation, dev-mode

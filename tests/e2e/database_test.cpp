@@ -288,6 +288,109 @@ TEST_SUITE("e2e/database") {
                             {{"lease_id", creds["lease_id"]}})) == 204);
     REQUIRE(admin.Query("DROP ROLE " + user));
   }
+
+  TEST_CASE("static role rotates an existing user's password") {
+    auto pg = RequireSharedPostgres();
+    if (!pg) return;
+    PgSession admin(pg->url);
+    REQUIRE(admin.ok());
+    const std::string user = "kwstatic_" + RandomHex(4);
+    REQUIRE(admin.Query("CREATE ROLE " + user + " LOGIN PASSWORD 'initialpw'"));
+    DevServer server;
+    REQUIRE(server.Start());
+    auto root = server.Client();
+    ConfigureDatabase(*root, *pg);
+
+    auto missing_user = PostJson(*root, "/v1/database/static-roles/svc",
+                                 {{"db_name", "pg"},
+                                  {"username", "kw_no_such_user_" + RandomHex(4)},
+                                  {"rotation_period", 60}});
+    CHECK(StatusOf(missing_user) == 400);
+    auto too_short = PostJson(*root, "/v1/database/static-roles/svc",
+                              {{"db_name", "pg"}, {"username", user}, {"rotation_period", 4}});
+    CHECK(StatusOf(too_short) == 400);
+    CHECK(StatusOf(Send(*root, "LIST", "/v1/database/static-roles")) == 404);
+
+    auto created = PostJson(*root, "/v1/database/static-roles/svc",
+                            {{"db_name", "pg"}, {"username", user}, {"rotation_period", "1h"}});
+    REQUIRE(StatusOf(created) == 204);
+    PgSession initial(pg->LoginInfo(user, "initialpw"));
+    CHECK_FALSE(initial.ok());
+
+    auto role = root->Get("/v1/database/static-roles/svc");
+    REQUIRE(StatusOf(role) == 200);
+    const json role_data = BodyOf(role)["data"];
+    CHECK(role_data["username"] == user);
+    CHECK(role_data["db_name"] == "pg");
+    CHECK(role_data["rotation_period"] == 3600);
+    CHECK_FALSE(role_data.contains("password"));
+
+    auto creds = root->Get("/v1/database/static-creds/svc");
+    REQUIRE(StatusOf(creds) == 200);
+    const json data = BodyOf(creds)["data"];
+    const std::string first = data["password"].get<std::string>();
+    CHECK(data["username"] == user);
+    CHECK(data["rotation_period"] == 3600);
+    CHECK(data["ttl"].get<std::int64_t>() > 3500);
+    CHECK(data["ttl"].get<std::int64_t>() <= 3600);
+    CHECK(data["last_vault_rotation"].get<std::string>().ends_with("Z"));
+    CHECK(role->body.find(first) == std::string::npos);
+    {
+      PgSession login(pg->LoginInfo(user, first));
+      REQUIRE(login.ok());
+      CHECK(login.Query("SELECT current_user") == user);
+    }
+
+    CHECK(StatusOf(PostJson(*root, "/v1/database/rotate-role/svc", json::object())) == 204);
+    const std::string second =
+        BodyOf(root->Get("/v1/database/static-creds/svc"))["data"]["password"].get<std::string>();
+    CHECK(second != first);
+    PgSession old_login(pg->LoginInfo(user, first));
+    CHECK_FALSE(old_login.ok());
+    PgSession new_login(pg->LoginInfo(user, second));
+    CHECK(new_login.ok());
+    CHECK(StatusOf(PostJson(*root, "/v1/database/rotate-role/nope", json::object())) == 400);
+
+    auto listed = Send(*root, "LIST", "/v1/database/static-roles");
+    REQUIRE(StatusOf(listed) == 200);
+    CHECK(BodyOf(listed)["data"]["keys"] == json::array({"svc"}));
+    CHECK(StatusOf(Send(*root, "DELETE", "/v1/database/static-roles/svc")) == 204);
+    CHECK(StatusOf(root->Get("/v1/database/static-roles/svc")) == 404);
+    CHECK(StatusOf(root->Get("/v1/database/static-creds/svc")) == 400);
+
+    CHECK(server.process().ReadStderr().find(first) == std::string::npos);
+    CHECK(server.process().ReadStderr().find(second) == std::string::npos);
+    REQUIRE(admin.Query("DROP ROLE " + user));
+  }
+
+  TEST_CASE("static role password rotates on schedule") {
+    auto pg = RequireSharedPostgres();
+    if (!pg) return;
+    PgSession admin(pg->url);
+    REQUIRE(admin.ok());
+    const std::string user = "kwsched_" + RandomHex(4);
+    REQUIRE(admin.Query("CREATE ROLE " + user + " LOGIN PASSWORD 'initialpw'"));
+    DevServer server;
+    REQUIRE(server.Start());
+    auto root = server.Client();
+    ConfigureDatabase(*root, *pg);
+    REQUIRE(StatusOf(PostJson(*root, "/v1/database/static-roles/sched",
+                              {{"db_name", "pg"}, {"username", user}, {"rotation_period", 5}})) ==
+            204);
+    const std::string first =
+        BodyOf(root->Get("/v1/database/static-creds/sched"))["data"]["password"].get<std::string>();
+    // The server's background round (every 10 s) rotates it once the 5 s period has passed.
+    std::string current = first;
+    for (int i = 0; i < kMaxPolls && current == first; ++i) {
+      std::this_thread::sleep_for(kPollInterval);
+      current = BodyOf(root->Get("/v1/database/static-creds/sched"))["data"]["password"]
+                    .get<std::string>();
+    }
+    CHECK(current != first);
+    PgSession login(pg->LoginInfo(user, current));
+    CHECK(login.ok());
+    admin.Query("DROP ROLE IF EXISTS " + user);
+  }
 }
 
 }  // namespace kw::e2e

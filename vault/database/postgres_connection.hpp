@@ -23,7 +23,7 @@ namespace kw::vault::database {
 // Seconds libpq waits for a TCP connection and the start-up handshake.
 inline constexpr int kConnectTimeoutSeconds = 5;
 
-// Where and as whom to connect. `url` is a libpq connection URI or key=value string without
+// A connection's server and login. `url` is a libpq connection URI or key=value string without
 // the password; `username` and `password`, when set, override what the URL names.
 struct ConnectionTarget {
   std::string url;
@@ -66,7 +66,7 @@ class PostgresConnection {
   // Returns `value` quoted as a string literal by PQescapeLiteral ('x''y').
   Result<std::string> QuoteLiteral(std::string_view value) const;
 
-  // Returns whether the connection is usable: status OK and `SELECT 1` answers.
+  // Returns whether the connection is usable: status OK and `SELECT 1` succeeds.
   bool Ping();
   bool broken() const;
 

@@ -39,7 +39,7 @@ std::string ReplaceAll(std::string text, std::string_view from, std::string_view
 }
 
 // Returns the config's URL with {{username}} filled in and {{password}} emptied: the password
-// travels as its own libpq keyword, so no connection string ever holds it.
+// travels as its own libpq keyword, so no connection string contains it.
 std::string ExpandUrl(const DatabaseConfig& config) {
   const bool uri = IsUri(config.connection_url);
   std::string url = ReplaceAll(config.connection_url, "{{username}}",
@@ -68,7 +68,8 @@ PostgresEngine::PostgresEngine(storage::Storage& storage, Barrier& barrier, cons
       barrier_(barrier),
       clock_(clock),
       configs_(storage, barrier, "database/config/"),
-      roles_(storage, barrier, "database/role/") {}
+      roles_(storage, barrier, "database/role/"),
+      static_roles_(storage, barrier, "database/static-role/") {}
 
 PostgresEngine::~PostgresEngine() = default;
 
@@ -258,6 +259,41 @@ Result<IssuedCredential> PostgresEngine::CreateCredential(const DynamicRole& rol
     return tl::unexpected(created.error().WithContext("create credential"));
   }
   return credential;
+}
+
+void PostgresEngine::RememberPending(const std::string& request_id, PendingCredential pending) {
+  std::lock_guard lock(pending_mutex_);
+  pending_.insert_or_assign(request_id, std::move(pending));
+}
+
+std::optional<PostgresEngine::PendingCredential> PostgresEngine::FindPending(
+    const std::string& request_id) {
+  std::lock_guard lock(pending_mutex_);
+  auto found = pending_.find(request_id);
+  if (found == pending_.end()) return std::nullopt;
+  const PendingCredential& pending = found->second;
+  return PendingCredential{pending.username, SecretBuffer::CopyFrom(pending.password.Reveal()),
+                           pending.lease, pending.created};
+}
+
+void PostgresEngine::ForgetPending(const std::string& request_id) {
+  std::lock_guard lock(pending_mutex_);
+  pending_.erase(request_id);
+}
+
+std::vector<lease::Lease> PostgresEngine::TakeAbandoned(std::chrono::seconds max_age) {
+  const auto cutoff = std::chrono::steady_clock::now() - max_age;
+  std::vector<lease::Lease> abandoned;
+  std::lock_guard lock(pending_mutex_);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.created < cutoff) {
+      abandoned.push_back(std::move(it->second.lease));
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return abandoned;
 }
 
 Status PostgresEngine::RenewCredential(const lease::Lease& lease, std::int64_t new_expire_time) {

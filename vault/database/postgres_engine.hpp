@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -18,7 +19,9 @@
 #include "vault/database/database_roles.hpp"
 #include "vault/database/postgres_connection.hpp"
 #include "vault/database/statements.hpp"
+#include "vault/database/static_roles.hpp"
 #include "vault/lease/lease.hpp"
+#include "vault/lease/lease_manager.hpp"
 
 namespace kw::vault::database {
 
@@ -92,6 +95,45 @@ class PostgresEngine final : public lease::LeaseEngine {
   Status RevokeCredential(const lease::Lease& lease) override;
   Status RenewCredential(const lease::Lease& lease, std::int64_t new_expire_time) override;
 
+  // A credential created for a request whose lease is not committed yet. The router reruns a
+  // handler whose commit lost a race, and the rerun reuses the credential instead of creating
+  // another PostgreSQL role. A request that never commits leaves it here to be dropped.
+  struct PendingCredential {
+    std::string username;
+    SecretBuffer password;
+    lease::Lease lease;
+    std::chrono::steady_clock::time_point created;
+  };
+  // Remembers `pending` under `request_id`, replacing any earlier entry.
+  void RememberPending(const std::string& request_id, PendingCredential pending);
+  // Returns a copy of the credential remembered for `request_id`, if any.
+  std::optional<PendingCredential> FindPending(const std::string& request_id);
+  void ForgetPending(const std::string& request_id);
+  // Removes and returns the entries older than `max_age`: their requests never committed, or
+  // committed and forgot to say so (the caller checks whether the lease exists).
+  std::vector<lease::Lease> TakeAbandoned(std::chrono::seconds max_age);
+
+  // Static roles (defined in static_roles.cpp).
+  Result<std::optional<StoredStaticRole>> LoadStaticRole(std::string_view name) const;
+  Result<std::vector<std::string>> ListStaticRoles() const;
+  // Checks `role` and stages it, expecting the stored bytes `previous` (nullopt: a new role).
+  // A new role must name a PostgreSQL user that exists and is not the config's own user, and
+  // its password is rotated at once, so that afterwards only keyward knows it. An update
+  // keeps the password and may not change db_name or username (invalid_argument).
+  Status StageStaticRole(StaticRole role, const std::optional<Bytes>& previous,
+                         storage::WriteBatch& batch);
+  void StageStaticRoleDelete(std::string_view name, storage::WriteBatch& batch);
+  // Sets a new random password for the static role's user in PostgreSQL and, once that
+  // committed there, stages the role with it. not_found for an unknown role.
+  // NOTE: if the storage commit fails after the ALTER ROLE, PostgreSQL has a password that
+  // keyward did not store; rotating the role again repairs it.
+  Status RotateStaticRole(std::string_view name, storage::WriteBatch& batch);
+  // Rotates every static role whose rotation_period has elapsed by the engine's clock, each
+  // in its own commit through `commit` (audit path database/rotate-role/<name>). A commit
+  // that aborts on a concurrent write rotates that role again. Returns the first error after
+  // trying every due role; each failure is logged.
+  Status RotateDueStaticRoles(const lease::InternalCommit& commit);
+
   // Returns the pool of config `name`; exposed for the static-role rotation.
   Result<std::shared_ptr<ConnectionPool>> PoolFor(const StoredConfig& stored);
 
@@ -106,6 +148,11 @@ class PostgresEngine final : public lease::LeaseEngine {
   };
 
   Result<StoredConfig> RequireConfig(std::string_view name) const;
+  // Runs `role`'s rotation statements with a new password in one transaction and returns
+  // the role with that password and the current time as last_vault_rotation.
+  Result<StaticRole> ChangeStaticPassword(StaticRole role);
+  // Rotates one due role and commits it; reruns on aborted commits.
+  Status RotateOneDue(std::string_view name, const lease::InternalCommit& commit);
   Status RunStatements(PostgresConnection& connection, const std::vector<std::string>& statements,
                        const TemplateValues& values);
   // Runs REASSIGN OWNED and DROP OWNED in every database where `username` has dependencies.
@@ -117,6 +164,10 @@ class PostgresEngine final : public lease::LeaseEngine {
   const Clock& clock_;
   EncryptedRecords configs_;
   EncryptedRecords roles_;
+  EncryptedRecords static_roles_;
+
+  std::mutex pending_mutex_;
+  std::map<std::string, PendingCredential> pending_;  // guarded by pending_mutex_
 
   std::mutex pools_mutex_;
   std::map<std::string, PoolEntry, std::less<>> pools_;  // guarded by pools_mutex_

@@ -80,8 +80,8 @@ Result<std::string> Expand(std::string_view text, const ReplaceFn& replace) {
       continue;
     }
 
-    // Quoted strings and comments are copied as they are; a placeholder inside one would be
-    // pasted into text that PostgreSQL parses again, so it is rejected.
+    // Quoted strings and comments are copied as they are. A placeholder inside one is
+    // rejected, because its value would be pasted into text that PostgreSQL parses again.
     std::string_view close;
     std::size_t open_length = 1;
     if (c == '\'') {

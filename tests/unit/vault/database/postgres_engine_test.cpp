@@ -285,6 +285,199 @@ TEST_SUITE("vault/database/postgres") {
     CHECK((*connection)->Ping());
     REQUIRE(admin.Query("DROP ROLE " + user));
   }
+
+  TEST_CASE("static role create rotates the user's password") {
+    auto pg = RequirePostgres();
+    if (!pg) return;
+    EngineFixture f(*pg);
+    Session admin(pg->url);
+    REQUIRE(admin.ok());
+    const std::string user = "kwstatic_" + ToHex(RandomBytes(4));
+    REQUIRE(admin.Query("CREATE ROLE " + user + " LOGIN PASSWORD 'initialpw'"));
+    storage::WriteBatch batch;
+    REQUIRE(f.engine.StageConfig(f.Config("pg"), std::nullopt, batch));
+    f.Commit(std::move(batch));
+
+    StaticRole role;
+    role.name = "svc";
+    role.db_name = "pg";
+    role.username = user;
+    role.rotation_period = 60;
+    storage::WriteBatch create;
+    REQUIRE(f.engine.StageStaticRole(std::move(role), std::nullopt, create));
+    f.Commit(std::move(create));
+
+    auto stored = f.engine.LoadStaticRole("svc");
+    REQUIRE(stored.has_value());
+    REQUIRE(stored->has_value());
+    const StaticRole& saved = (*stored)->role;
+    CHECK(saved.last_vault_rotation ==
+          std::chrono::duration_cast<std::chrono::seconds>(f.env.clock.Now().time_since_epoch())
+              .count());
+    CHECK(saved.password.size() == kPasswordLength);
+    CHECK(saved.Ttl(saved.last_vault_rotation) == 60);
+    CHECK(saved.ToPublicJson(saved.last_vault_rotation).dump().find(
+              std::string(saved.password.RevealText())) == std::string::npos);
+    Session old_login(LoginInfo(*pg, user, "initialpw"));
+    CHECK_FALSE(old_login.ok());
+    Session new_login(LoginInfo(*pg, user, saved.password.RevealText()));
+    CHECK(new_login.ok());
+    // The record in storage is sealed: the password is not in its bytes.
+    const std::string raw((*stored)->raw.begin(), (*stored)->raw.end());
+    CHECK(raw.find(std::string(saved.password.RevealText())) == std::string::npos);
+    REQUIRE(admin.Query("DROP ROLE " + user));
+  }
+
+  TEST_CASE("static role write rejects invalid fields") {
+    auto pg = RequirePostgres();
+    if (!pg) return;
+    EngineFixture f(*pg);
+    Session admin(pg->url);
+    REQUIRE(admin.ok());
+    const std::string user = "kwstatic_" + ToHex(RandomBytes(4));
+    REQUIRE(admin.Query("CREATE ROLE " + user + " LOGIN PASSWORD 'initialpw'"));
+    storage::WriteBatch batch;
+    REQUIRE(f.engine.StageConfig(f.Config("pg"), std::nullopt, batch));
+    f.Commit(std::move(batch));
+
+    auto stage = [&](std::string username, std::int64_t period,
+                     std::vector<std::string> statements = {}) {
+      StaticRole role;
+      role.name = "svc";
+      role.db_name = "pg";
+      role.username = std::move(username);
+      role.rotation_period = period;
+      role.rotation_statements = std::move(statements);
+      storage::WriteBatch scratch;
+      return f.engine.StageStaticRole(std::move(role), std::nullopt, scratch);
+    };
+    auto missing = stage("kw_no_such_user_" + ToHex(RandomBytes(4)), 60);
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code() == Code::kInvalidArgument);
+    CHECK(missing.error().message().find("does not exist") != std::string::npos);
+    auto too_short = stage(user, 4);
+    REQUIRE_FALSE(too_short.has_value());
+    CHECK(too_short.error().message().find("rotation_period") != std::string::npos);
+    auto config_user = stage(pg->user, 60);
+    REQUIRE_FALSE(config_user.has_value());
+    CHECK(config_user.error().code() == Code::kInvalidArgument);
+    auto bad_template = stage(user, 60, {"ALTER ROLE {{nme}} PASSWORD {{password}}"});
+    REQUIRE_FALSE(bad_template.has_value());
+    CHECK(bad_template.error().message().find("rotation_statements") != std::string::npos);
+    // None of the rejected writes touched the user's password.
+    Session still(LoginInfo(*pg, user, "initialpw"));
+    CHECK(still.ok());
+
+    StaticRole role;
+    role.name = "svc";
+    role.db_name = "pg";
+    role.username = user;
+    role.rotation_period = 60;
+    storage::WriteBatch create;
+    REQUIRE(f.engine.StageStaticRole(std::move(role), std::nullopt, create));
+    f.Commit(std::move(create));
+    auto stored = f.engine.LoadStaticRole("svc");
+    REQUIRE(stored.has_value());
+    REQUIRE(stored->has_value());
+    StaticRole renamed = std::move((*stored)->role);
+    renamed.username = pg->user;
+    storage::WriteBatch update;
+    auto changed = f.engine.StageStaticRole(std::move(renamed), (*stored)->raw, update);
+    REQUIRE_FALSE(changed.has_value());
+    CHECK(changed.error().message().find("cannot change") != std::string::npos);
+    REQUIRE(admin.Query("DROP ROLE " + user));
+  }
+
+  TEST_CASE("static roles rotate when their period elapses") {
+    auto pg = RequirePostgres();
+    if (!pg) return;
+    EngineFixture f(*pg);
+    Session admin(pg->url);
+    REQUIRE(admin.ok());
+    const std::string user = "kwstatic_" + ToHex(RandomBytes(4));
+    REQUIRE(admin.Query("CREATE ROLE " + user + " LOGIN PASSWORD 'initialpw'"));
+    storage::WriteBatch batch;
+    REQUIRE(f.engine.StageConfig(f.Config("pg"), std::nullopt, batch));
+    f.Commit(std::move(batch));
+    StaticRole role;
+    role.name = "svc";
+    role.db_name = "pg";
+    role.username = user;
+    role.rotation_period = 30;
+    storage::WriteBatch create;
+    REQUIRE(f.engine.StageStaticRole(std::move(role), std::nullopt, create));
+    f.Commit(std::move(create));
+    auto password_now = [&] {
+      auto stored = f.engine.LoadStaticRole("svc");
+      REQUIRE(stored.has_value());
+      REQUIRE(stored->has_value());
+      return std::string((*stored)->role.password.RevealText());
+    };
+    const std::string first = password_now();
+
+    std::vector<std::string> paths;
+    lease::InternalCommit commit = [&](storage::WriteBatch b, std::string path,
+                                       nlohmann::json response) -> Status {
+      CHECK(response.dump().find("password") == std::string::npos);
+      paths.push_back(path);
+      return f.env.store->Commit(std::move(b));
+    };
+
+    f.env.clock.Advance(std::chrono::seconds(29));
+    REQUIRE(f.engine.RotateDueStaticRoles(commit));
+    CHECK(paths.empty());
+    CHECK(password_now() == first);
+
+    f.env.clock.Advance(std::chrono::seconds(1));
+    REQUIRE(f.engine.RotateDueStaticRoles(commit));
+    REQUIRE(paths.size() == 1);
+    CHECK(paths[0] == "database/rotate-role/svc");
+    const std::string second = password_now();
+    CHECK(second != first);
+    Session old_login(LoginInfo(*pg, user, first));
+    CHECK_FALSE(old_login.ok());
+    Session new_login(LoginInfo(*pg, user, second));
+    CHECK(new_login.ok());
+
+    // A rotation whose commit loses a race is rotated again, so the stored password is the
+    // one PostgreSQL has.
+    f.env.clock.Advance(std::chrono::seconds(30));
+    int aborts = 1;
+    lease::InternalCommit racing = [&](storage::WriteBatch b, std::string path,
+                                       nlohmann::json response) -> Status {
+      if (aborts-- > 0) return Aborted("simulated concurrent write");
+      return commit(std::move(b), std::move(path), std::move(response));
+    };
+    REQUIRE(f.engine.RotateDueStaticRoles(racing));
+    CHECK(paths.size() == 2);
+    const std::string third = password_now();
+    CHECK(third != second);
+    Session third_login(LoginInfo(*pg, user, third));
+    CHECK(third_login.ok());
+
+    // A commit that fails for good reports the error and leaves the stored record as it was.
+    f.env.clock.Advance(std::chrono::seconds(30));
+    lease::InternalCommit failing = [](storage::WriteBatch, std::string,
+                                       nlohmann::json) -> Status {
+      return Unavailable("simulated storage failure");
+    };
+    auto failed = f.engine.RotateDueStaticRoles(failing);
+    REQUIRE_FALSE(failed.has_value());
+    CHECK(failed.error().code() == Code::kUnavailable);
+    CHECK(password_now() == third);
+
+    // rotate-role repairs it: the next rotation is committed by the request's batch.
+    storage::WriteBatch manual;
+    REQUIRE(f.engine.RotateStaticRole("svc", manual));
+    f.Commit(std::move(manual));
+    Session repaired(LoginInfo(*pg, user, password_now()));
+    CHECK(repaired.ok());
+    storage::WriteBatch unknown;
+    auto missing = f.engine.RotateStaticRole("nope", unknown);
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code() == Code::kNotFound);
+    REQUIRE(admin.Query("DROP ROLE " + user));
+  }
 }
 
 }  // namespace kw::vault::database
