@@ -391,6 +391,31 @@ TEST_SUITE("e2e/database") {
     CHECK(login.ok());
     admin.Query("DROP ROLE IF EXISTS " + user);
   }
+
+  TEST_CASE("a lease that expired while the server was down is revoked before serving") {
+    auto pg = RequireSharedPostgres();
+    if (!pg) return;
+    DevServer server;
+    REQUIRE(server.Start());
+    auto root = server.Client();
+    ConfigureDatabase(*root, *pg);
+    CreateRole(*root, "brief", {{"default_ttl", "3s"}, {"max_ttl", "3s"}});
+    const json creds = GetCreds(*root, "brief");
+    const std::string user = creds["data"]["username"].get<std::string>();
+    REQUIRE(server.Stop() == 0);
+
+    PgSession admin(pg->url);
+    REQUIRE(admin.ok());
+    CHECK(RoleCount(admin, user) == "1");
+    std::this_thread::sleep_for(std::chrono::seconds(4));  // past the lease's end, server down
+    REQUIRE(server.Restart(std::string(kRootToken)));
+    // Start-up revoked it before the listener opened: no polling.
+    CHECK(RoleCount(admin, user) == "0");
+    auto client = server.Client();
+    auto lookup = PostJson(*client, "/v1/sys/leases/lookup",
+                           {{"lease_id", creds["lease_id"].get<std::string>()}});
+    CHECK(StatusOf(lookup) == 400);
+  }
 }
 
 }  // namespace kw::e2e
