@@ -97,8 +97,13 @@ Reply RunHandler(RequestContext& c) {
 }
 
 // Returns the object a path writes: the secret's path for every KV action (data, metadata,
-// delete, undelete and destroy all change the same metadata record), else the path itself.
+// delete, undelete and destroy all change the same metadata record), one object for all of
+// auth/token/, else the path itself.
 std::string_view WrittenObject(std::string_view path) {
+  // Token creation and revocation change the same trees: they take turns, so that a token
+  // busy creating children cannot keep its own revocation aborting.
+  constexpr std::string_view kTokens = "auth/token/";
+  if (path.starts_with(kTokens)) return kTokens;
   constexpr std::string_view kKvMount = "secret/";
   if (!path.starts_with(kKvMount)) return path;
   const std::string_view rest = path.substr(kKvMount.size());

@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 
+#include <cctype>
 #include <cstring>
 #include <utility>
 
@@ -173,14 +174,30 @@ std::string RedactConnectionUrl(std::string_view connection_url) {
       }
     }
   }
-  // Key/value form and URI query parameters: password=...
-  for (std::size_t at = url.find("password="); at != std::string::npos;
-       at = url.find("password=", at + 1)) {
-    const std::size_t start = at + std::strlen("password=");
-    std::size_t end = url.find_first_of(" &", start);
-    if (end == std::string::npos) end = url.size();
-    if (url.compare(start, end - start, "{{password}}") == 0) continue;
-    url.replace(start, end - start, "*****");
+  // Key/value form (`password = 'x y'`, spaces around '=' allowed, values quoted or not) and
+  // URI query parameters (`password=x&...`).
+  constexpr std::string_view kKey = "password";
+  for (std::size_t at = url.find(kKey); at != std::string::npos; at = url.find(kKey, at + 1)) {
+    if (at > 0 && std::isalnum(static_cast<unsigned char>(url[at - 1])) != 0) continue;
+    std::size_t cursor = at + kKey.size();
+    while (cursor < url.size() && url[cursor] == ' ') ++cursor;
+    if (cursor >= url.size() || url[cursor] != '=') continue;
+    ++cursor;
+    while (cursor < url.size() && url[cursor] == ' ') ++cursor;
+    std::size_t end = cursor;
+    if (end < url.size() && url[end] == '\'') {
+      // A quoted value ends at the next quote not escaped by a backslash.
+      for (++end; end < url.size() && url[end] != '\''; ++end) {
+        if (url[end] == '\\') ++end;
+      }
+      if (end < url.size()) ++end;
+    } else {
+      end = url.find_first_of(" &", cursor);
+      if (end == std::string::npos) end = url.size();
+    }
+    const std::string_view value = std::string_view(url).substr(cursor, end - cursor);
+    if (value == "{{password}}" || value == "'{{password}}'") continue;
+    url.replace(cursor, end - cursor, "*****");
   }
   return url;
 }

@@ -141,8 +141,8 @@ Status PostgresEngine::StageStaticRole(StaticRole role, const std::optional<Byte
 
   KW_ASSIGN_OR_RETURN(StoredConfig stored, RequireConfig(role.db_name));
   if (!stored.config.AllowsRole(role.name)) {
-    return PermissionDenied("static role \"" + role.name + "\" is not in the allowed_roles of "
-                            "database config \"" + role.db_name + "\"");
+    return InvalidArgument("static role \"" + role.name + "\" is not in the allowed_roles of "
+                           "database config \"" + role.db_name + "\"; add it there first");
   }
   if (role.username == stored.config.username) {
     return InvalidArgument("invalid username: \"" + role.username + "\" is the user of "
@@ -159,6 +159,38 @@ Status PostgresEngine::StageStaticRole(StaticRole role, const std::optional<Byte
       return InvalidArgument("invalid username: PostgreSQL user \"" + role.username +
                              "\" does not exist; create it first");
     }
+    // The user the config logs in as may come from connection_url alone, so the server is
+    // asked. Superusers are refused as well: taking one over would lock out whoever else
+    // uses it, other keyward configs included.
+    KW_ASSIGN_OR_RETURN(QueryRows current, connection->Execute("SELECT current_user"));
+    if (!current.rows.empty() && !current.rows[0].empty() &&
+        current.rows[0][0] == role.username) {
+      return InvalidArgument("invalid username: \"" + role.username + "\" is the user of "
+                             "database config \"" + role.db_name +
+                             "\"; use rotate-root for it");
+    }
+    KW_ASSIGN_OR_RETURN(QueryRows super,
+                        connection->Execute("SELECT 1 FROM pg_roles WHERE rolsuper AND rolname = " +
+                                            literal));
+    if (!super.rows.empty()) {
+      return InvalidArgument("invalid username: \"" + role.username +
+                             "\" is a PostgreSQL superuser, which keyward does not manage as a "
+                             "static role");
+    }
+  }
+  // One static role per PostgreSQL user and config: two would hand out different passwords.
+  if (auto names = ListStaticRoles(); names) {
+    for (const auto& other : *names) {
+      KW_ASSIGN_OR_RETURN(auto existing, LoadStaticRole(other));
+      if (existing && existing->role.db_name == role.db_name &&
+          existing->role.username == role.username) {
+        return InvalidArgument("invalid username: static role \"" + other + "\" already "
+                               "manages \"" + role.username + "\" on config \"" +
+                               role.db_name + "\"");
+      }
+    }
+  } else if (names.error().code() != Code::kNotFound) {
+    return tl::unexpected(names.error());
   }
   KW_ASSIGN_OR_RETURN(StaticRole rotated, ChangeStaticPassword(std::move(role)));
   SecretBuffer plain = EncodeStaticRole(rotated);

@@ -41,6 +41,20 @@ path "auth/token/revoke-self" {
   capabilities = ["update"]
 }
 
+# A token may look up and renew a lease whose id it holds, as with Vault's default policy.
+path "sys/leases/lookup" {
+  capabilities = ["update"]
+}
+path "sys/leases/renew" {
+  capabilities = ["update"]
+}
+path "sys/renew" {
+  capabilities = ["update"]
+}
+path "sys/renew/*" {
+  capabilities = ["update"]
+}
+
 # A token may ask which capabilities it has on given paths.
 path "sys/capabilities-self" {
   capabilities = ["update"]

@@ -158,6 +158,13 @@ TEST_SUITE("vault/database/postgres") {
     CHECK(RedactConnectionUrl("postgresql://u:secretpw@h/db") == "postgresql://u:*****@h/db");
     CHECK(RedactConnectionUrl("host=h password=secretpw user=u") ==
           "host=h password=***** user=u");
+    CHECK(RedactConnectionUrl("host=h password = 'secret pw' user=u") ==
+          "host=h password = ***** user=u");
+    CHECK(RedactConnectionUrl("host=h password= 'it\\'s' user=u") ==
+          "host=h password= ***** user=u");
+    CHECK(RedactConnectionUrl("postgresql://h/db?user=u&password=secretpw&x=1") ==
+          "postgresql://h/db?user=u&password=*****&x=1");
+    CHECK(RedactConnectionUrl("host=h password={{password}}") == "host=h password={{password}}");
   }
 
   TEST_CASE("credential lifecycle: create, login, renew, revoke") {

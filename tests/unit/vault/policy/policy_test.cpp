@@ -139,6 +139,6 @@ TEST_SUITE("vault/policy") {
   TEST_CASE("default policy parses") {
     auto parsed = policy::ParsePolicy("default", policy::DefaultPolicyDocument());
     REQUIRE(parsed.has_value());
-    CHECK(parsed->rules.size() == 6);
+    CHECK(parsed->rules.size() == 10);
   }
 }
