@@ -11,10 +11,11 @@ namespace kw::api {
 // credential the method checks.
 bool IsLoginPath(std::string_view path);
 
-// Checks that c.identity may perform c.operation on c.path: the policies' capabilities for
-// the path (create for writes to a secret that does not exist yet, else update; sudo for
-// the privileged paths), and the token's bound paths. permission_denied "permission denied"
-// otherwise, with no hint of which rule refused, so paths cannot be probed.
+// Checks that c.identity may perform c.operation on c.path. The policies must grant the
+// operation's capability on the path: create for a write to a secret that does not exist
+// yet, else update, plus sudo on the privileged paths. The token's bound paths must match.
+// Otherwise permission_denied "permission denied", with no hint of which rule rejected the
+// request, so that paths cannot be probed.
 Status CheckAccess(RequestContext& c);
 
 }  // namespace kw::api

@@ -30,6 +30,14 @@ std::string FormatUnix(std::int64_t seconds) {
 
 bool IsWrite(const RequestContext& c) { return c.method == "POST" || c.method == "PUT"; }
 
+// Returns `text` lower-cased (ASCII), as role names are compared.
+std::string LowerCase(std::string_view text) {
+  std::string lowered(text);
+  std::transform(lowered.begin(), lowered.end(), lowered.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return lowered;
+}
+
 // Lower-cases a display name and turns every character outside [a-z0-9-] into '-', as
 // Vault does, capped at 64 characters.
 std::string SanitizeDisplayName(std::string_view raw) {
@@ -152,16 +160,10 @@ Status ReadCreateFields(const RequestContext& c, TokenRequest& request) {
 
 // Applies `role` to `request`: its policy bounds and token settings.
 Status ApplyRole(const TokenRole& role, TokenRequest& request) {
-  auto lower = [](std::string name) {
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-    const auto first = name.find_first_not_of(" \t");
-    const auto last = name.find_last_not_of(" \t");
-    return first == std::string::npos ? std::string() : name.substr(first, last - first + 1);
-  };
   if (request.policies.empty()) request.policies = role.allowed_policies;
+
   for (const auto& raw : request.policies) {
-    const std::string name = lower(raw);
+    const std::string name = vault::auth::NormalizePolicyName(raw);
     if (name.empty() || name == "default") continue;
     if (!role.allowed_policies.empty() &&
         std::find(role.allowed_policies.begin(), role.allowed_policies.end(), name) ==
@@ -228,8 +230,7 @@ Result<Reply> CreateChecked(RequestContext& c, std::string_view rest) {
     request.orphan = true;
   }
   if (!role.empty()) {
-    std::transform(role.begin(), role.end(), role.begin(),
-                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    role = LowerCase(role);
     auto loaded = c.vault->token_roles->Get(role);
     if (!loaded) {
       if (loaded.error().code() == Code::kNotFound) {
@@ -280,9 +281,7 @@ Result<Reply> HandleRoles(RequestContext& c, std::string_view name) {
     KW_ASSIGN_OR_RETURN(auto names, c.vault->token_roles->List());
     return Reply{200, Envelope(c, {{"keys", names}})};
   }
-  std::string role_name(name);
-  std::transform(role_name.begin(), role_name.end(), role_name.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  const std::string role_name = LowerCase(name);
   if (c.operation == "read") {
     KW_ASSIGN_OR_RETURN(TokenRole role, c.vault->token_roles->Get(role_name));
     return Reply{200, Envelope(c, {{"name", role.name},
@@ -315,9 +314,9 @@ Result<Reply> HandleRoles(RequestContext& c, std::string_view name) {
     KW_ASSIGN_OR_RETURN(auto list, OptionalStringList(c.body, field));
     if (!list) return OkStatus();
     out.clear();
-    for (auto name_item : *list) {
-      std::transform(name_item.begin(), name_item.end(), name_item.begin(),
-                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    for (const auto& raw : *list) {
+      std::string name_item = vault::auth::NormalizePolicyName(raw);
+      if (name_item.empty()) continue;
       if (name_item == "root" && field == "allowed_policies") {
         return InvalidArgument("allowed_policies: \"root\" cannot be granted through a role");
       }

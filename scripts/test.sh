@@ -30,8 +30,8 @@ else
   echo "== PostgreSQL did not start: its tests fail under CI=true and are skipped otherwise"
 fi
 
-# CI runs the bulk revocation test at full size (20,000 leases, a few minutes); a local run
-# takes 2,000 unless KEYWARD_BULK_LEASES says otherwise.
+# CI runs the bulk revocation test at full size (20,000 leases, a few minutes). A local run
+# uses 2,000 unless KEYWARD_BULK_LEASES sets another count.
 if [[ "${CI:-}" == "true" ]]; then
   export KEYWARD_BULK_LEASES="${KEYWARD_BULK_LEASES:-20000}"
 fi

@@ -52,16 +52,6 @@ bool IsHashHex(std::string_view text) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-std::string_view Trim(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
-
 // Returns whether every address of `inner` lies in `outer`.
 bool NetworkInside(const Cidr& outer, const Cidr& inner) {
   if (inner.v6 != outer.v6 || inner.prefix_length < outer.prefix_length) return false;
@@ -180,9 +170,7 @@ bool Expired(const SecretIdEntry& entry, std::int64_t now) {
 std::vector<std::string> NormalizePolicies(const std::vector<std::string>& policies) {
   std::vector<std::string> out;
   for (const std::string& policy : policies) {
-    std::string name(Trim(policy));
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string name = NormalizePolicyName(policy);
     if (!name.empty()) out.push_back(std::move(name));
   }
   std::sort(out.begin(), out.end());

@@ -107,16 +107,6 @@ Result<TokenEntry> FromJson(std::string_view text) {
   }
 }
 
-std::string NormalizePolicyName(std::string_view raw) {
-  std::size_t begin = 0;
-  std::size_t end = raw.size();
-  while (begin < end && std::isspace(static_cast<unsigned char>(raw[begin])) != 0) ++begin;
-  while (end > begin && std::isspace(static_cast<unsigned char>(raw[end - 1])) != 0) --end;
-  std::string name(raw.substr(begin, end - begin));
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return name;
-}
-
 // Normalises, drops empties, sorts and removes duplicates. invalid_argument for "root" in any
 // spelling: only root-token generation creates root tokens.
 Result<std::vector<std::string>> NormalizePolicies(const std::vector<std::string>& raw) {
@@ -156,6 +146,16 @@ Status CheckCidrsWithin(const std::vector<Cidr>& child, const std::vector<std::s
 }
 
 }  // namespace
+
+std::string NormalizePolicyName(std::string_view raw) {
+  std::size_t begin = 0;
+  std::size_t end = raw.size();
+  while (begin < end && std::isspace(static_cast<unsigned char>(raw[begin])) != 0) ++begin;
+  while (end > begin && std::isspace(static_cast<unsigned char>(raw[end - 1])) != 0) --end;
+  std::string name(raw.substr(begin, end - begin));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
 
 Status CheckAttachablePolicies(const std::vector<std::string>& policies, std::string_view field) {
   for (const auto& raw : policies) {
@@ -410,8 +410,8 @@ Result<CreatedToken> TokenStore::Create(const TokenEntry& parent, TokenRequest r
     }
   }
 
-  // Lifetime: the period for periodic tokens, else the asked TTL or the default; never past
-  // the explicit max, the system max (non-periodic) or, for children, the parent's expiry.
+  // Lifetime: the period for periodic tokens, else the requested TTL or the default. It never
+  // passes the explicit max, the system max (non-periodic tokens) or the parent's expiry.
   std::int64_t ttl = entry.period > 0 ? entry.period : request.ttl.value_or(0);
   if (ttl == 0) ttl = limits_.default_ttl;
   std::int64_t max_expire = 0;

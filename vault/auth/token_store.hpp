@@ -51,7 +51,7 @@ struct TokenEntry {
   std::int64_t Ttl(std::int64_t now) const;
 };
 
-// What a caller asks for when creating a token. Unset optionals take the defaults.
+// The settings a caller requests for a new token. Unset optionals take the defaults.
 struct TokenRequest {
   std::vector<std::string> policies;  // as given; normalised by Create
   bool no_default_policy = false;
@@ -93,15 +93,19 @@ struct TokenLimits {
   std::int64_t max_ttl = 32 * 24 * 3600;
 };
 
+// Returns a policy name as tokens, roles and auth methods store it: ASCII whitespace trimmed
+// and lower-cased, once, before any comparison.
+std::string NormalizePolicyName(std::string_view raw);
+
 // Returns invalid_argument when `policies` names `root` in any spelling: auth methods and
 // roles check their token_policies with it when they are written, so a role that could
 // never log in is refused up front. `field` names the field in the message.
 Status CheckAttachablePolicies(const std::vector<std::string>& policies, std::string_view field);
 
-// The token store. Each token is a record at `sys/token/accessor/<accessor>`, encrypted by the
-// barrier with the accessor in its additional data, holding the token's hash; a plain index at
-// `sys/token/hash/<hash>` finds the accessor from a presented token, and authentication then
-// compares the record's hash in constant time, so a row written into the database cannot
+// The token store. Each token is a record at `sys/token/accessor/<accessor>` that contains the
+// token's hash, encrypted by the barrier with the accessor in its additional data. A plain
+// index at `sys/token/hash/<hash>` finds the accessor of a presented token. Authentication
+// then compares the record's hash in constant time, so a row written into the database cannot
 // grant anything. `sys/token/children/<parent>/<child>` lists children for tree revocation and
 // `sys/token/expiry/<20-digit expire time>/<accessor>` orders tokens for the sweeper.
 //
@@ -124,16 +128,15 @@ class TokenStore {
 
   // Returns the identity of `token` used from `remote_address`. unauthenticated when the token
   // is missing, malformed, unknown, expired, or bound to other addresses. A token with limited
-  // uses has one use taken in `batch` (and is revoked there after its last use); with `batch`
-  // null (checks before a body is read) nothing is taken.
+  // uses has one use taken in `batch`, and its last use revokes it there. With `batch` null
+  // (checks before a body is read) no use is taken.
   Result<Identity> Authenticate(std::string_view token, std::string_view remote_address,
                                 storage::WriteBatch* batch) const;
 
-  // Creates a token as a child of `parent` (or an orphan when request.orphan: the caller
-  // decides who may create orphans). Enforces
-  // delegation: unless the parent is a root token, the policies must be a subset of the
-  // parent's, TTL and explicit max TTL are capped at the parent's remaining life, num_uses
-  // at the parent's remaining uses, and the parent's bound paths carry over.
+  // Creates a token as a child of `parent`, or an orphan when request.orphan (the caller
+  // decides who may create orphans). Unless the parent is a root token, delegation applies.
+  // The policies must be a subset of the parent's. TTL and explicit max TTL are capped at the
+  // parent's remaining life and num_uses at its remaining uses. The parent's bounds carry over.
   // permission_denied or invalid_argument name the rule broken.
   Result<CreatedToken> Create(const TokenEntry& parent, TokenRequest request,
                               storage::WriteBatch& batch) const;
@@ -188,8 +191,8 @@ class TokenStore {
   Status RunRevocationHook(const std::vector<std::string>& revoked,
                            storage::WriteBatch& batch) const;
 
-  // Decrypted records by accessor, each with the stored bytes it came from; a record is only
-  // used while storage still holds those exact bytes. Cleared when it reaches kCacheLimit.
+  // Decrypted records by accessor, each with the stored bytes it came from. A record is used
+  // only while storage still contains those exact bytes. Cleared when it reaches kCacheLimit.
   static constexpr std::size_t kCacheLimit = 20'000;
 
   storage::Storage& storage_;

@@ -160,8 +160,8 @@ Status PostgresEngine::StageStaticRole(StaticRole role, const std::optional<Byte
                              "\" does not exist; create it first");
     }
     // The user the config logs in as may come from connection_url alone, so the server is
-    // asked. Superusers are refused as well: taking one over would lock out whoever else
-    // uses it, other keyward configs included.
+    // asked. Superusers are rejected as well, because taking one over would lock out its
+    // other users, other keyward configs included.
     KW_ASSIGN_OR_RETURN(QueryRows current, connection->Execute("SELECT current_user"));
     if (!current.rows.empty() && !current.rows[0].empty() &&
         current.rows[0][0] == role.username) {

@@ -14,8 +14,8 @@
 #include "storage/storage.hpp"
 
 // Leases: the life of every dynamic credential. The lease manager owns the records, the
-// expiry schedule and the revocation queue; an engine (database/, later pki/) owns the
-// credential and implements LeaseEngine so the manager can renew and revoke it.
+// expiry schedule and the revocation queue. An engine (database/) owns the credential and
+// implements LeaseEngine, so that the manager can renew and revoke it.
 namespace kw::vault::lease {
 
 // One lease. Times are Unix seconds; 0 means "none".
@@ -30,9 +30,9 @@ struct Lease {
   std::int64_t max_expire_time = 0;   // renewals never go past it
   std::int64_t last_renewal = 0;
   bool renewable = true;
-  // What the engine needs to renew and revoke the credential (for instance the database
-  // config name and the role name it created). Stored encrypted with the lease; never
-  // returned by lookups. Must not hold the credential's password.
+  // Engine data that renewal and revocation need, such as the database config name and the
+  // role name the engine created. Stored encrypted with the lease and never returned by
+  // lookups. Must not contain the credential's password.
   nlohmann::json engine_data;
 
   // Revocation state. A lease being revoked stays stored until its credential is gone.
@@ -42,10 +42,10 @@ struct Lease {
   std::string last_error;             // the last attempt's error, without secrets
 };
 
-// Implemented by each engine that issues leased credentials. Calls may block on the network
-// (the database); the manager calls them without holding its locks, from request threads
-// (sync revoke, renew) and from its own worker thread. Both must be idempotent: after a crash
-// the manager retries a revocation whose outcome it never recorded.
+// The interface of an engine that issues leased credentials. Calls may block on the network,
+// so the manager makes them without holding its locks, from request threads (sync revoke,
+// renew) and from its worker thread. Both calls must be idempotent, because after a crash the
+// manager retries a revocation whose outcome it never recorded.
 class LeaseEngine {
  public:
   virtual ~LeaseEngine() = default;
