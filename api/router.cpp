@@ -13,6 +13,7 @@
 #include "api/database_handlers.hpp"
 #include "api/lease_handlers.hpp"
 #include "api/metrics_handlers.hpp"
+#include "api/pki_handlers.hpp"
 // [wiring: includes]
 #include "base/bytes.hpp"
 #include "base/log.hpp"
@@ -82,6 +83,7 @@ Result<Reply> Dispatch(RequestContext& c) {
   if (c.path == "sys/metrics") return HandleMetrics(c);
   if (c.path.starts_with("sys/")) return HandleSys(c);
   if (c.path == "database" || c.path.starts_with("database/")) return HandleDatabase(c);
+  if (c.path == "pki" || c.path.starts_with("pki/")) return HandlePki(c);
   // [wiring: routes] one line per handler family.
   return ErrorReply(404, {"no handler for route \"" + c.path + "\""});
 }
@@ -152,7 +154,12 @@ std::mutex& Router::WriteLockFor(std::string_view path) {
 }
 
 HttpResponse Router::Handle(HttpRequest& request) {
-  auto target = ParseTarget(request.target);
+  // The JWT-SVID keys at the well-known JWKS location, for verifiers that look there.
+  constexpr std::string_view kWellKnownJwks = "/.well-known/jwks.json";
+  const std::string_view raw_path = std::string_view(request.target).substr(
+      0, std::min(request.target.find('?'), request.target.size()));
+  auto target = ParseTarget(raw_path == kWellKnownJwks ? std::string("/v1/pki/jwks")
+                                                       : request.target);
   if (target && IsUnauthenticatedPath(target->path)) {
     return ToHttp(HandleUnauthenticatedSys(core_, request, *target));
   }
@@ -177,7 +184,8 @@ HttpResponse Router::Handle(HttpRequest& request) {
   // take no token: their body is the credential.
   // NOTE: the parsed body and reply trees keep secret values in ordinary heap memory, which
   // is not wiped. Only the raw request and response bodies are wiped.
-  const bool login = target && IsLoginPath(target->path);
+  const bool login =
+      target && (IsLoginPath(target->path) || IsPublicPkiPath(request.method, target->path));
   const std::string_view token = TokenFrom(request);
   // A token sent along with a login (some clients always send one) is ignored, as in Vault.
   Result<vault::auth::Identity> identity = vault::auth::Identity{};
@@ -193,7 +201,10 @@ HttpResponse Router::Handle(HttpRequest& request) {
   // Credential issue is a read that writes: requests for one role take turns, so that they
   // do not exhaust their retries on the role's lease counter.
   const bool issues_credential = c.path.starts_with("database/creds/");
-  if (target && identity &&
+  // SVID issuance writes only keys of its own (a new serial) and needs no turn.
+  const bool issues_svid = c.path.starts_with("pki/issue/") || c.path.starts_with("pki/sign/") ||
+                           c.path.starts_with("pki/jwt/");
+  if (target && identity && !issues_svid &&
       ((c.operation != "read" && c.operation != "list") || issues_credential)) {
     write_lock = std::unique_lock<std::mutex>(WriteLockFor(c.path));
   }

@@ -145,14 +145,20 @@ Pkcs11Token::~Pkcs11Token() {
   }
 }
 
-Result<std::vector<CK_OBJECT_HANDLE>> Pkcs11Token::FindTokenKeys(SessionLease& lease,
-                                                                 std::string_view label) {
+Result<std::vector<CK_OBJECT_HANDLE>> Pkcs11Token::FindTokenObjects(SessionLease& lease,
+                                                                    CK_OBJECT_CLASS object_class,
+                                                                    std::string_view label) {
   std::vector<CK_ATTRIBUTE> search = {
-      Attribute(CKA_CLASS, &kSecretKeyClass, sizeof(kSecretKeyClass)),
+      Attribute(CKA_CLASS, &object_class, sizeof(object_class)),
       BoolAttribute(CKA_TOKEN, true),
       Attribute(CKA_LABEL, label.data(), label.size()),
   };
   return FindObjects(lease, search);
+}
+
+Result<std::vector<CK_OBJECT_HANDLE>> Pkcs11Token::FindTokenKeys(SessionLease& lease,
+                                                                 std::string_view label) {
+  return FindTokenObjects(lease, kSecretKeyClass, label);
 }
 
 Result<KeyHandle> Pkcs11Token::SessionCopyOf(CK_OBJECT_HANDLE original) {

@@ -81,6 +81,24 @@ class Token {
   // Computes HMAC-SHA256 of `data` under `key` (32 bytes).
   virtual Result<Bytes> HmacSha256(KeyHandle key, ByteSpan data) = 0;
 
+  // Generates a non-extractable ECDSA P-256 key pair on the token, both halves labelled
+  // `label`: the private key may only sign (CKA_SENSITIVE true, CKA_EXTRACTABLE false,
+  // CKA_MODIFIABLE false), the public key only verify. Returns the private key.
+  // already_exists when a private key with `label` exists.
+  virtual Result<KeyHandle> GenerateEcP256KeyPair(std::string_view label) = 0;
+
+  // Finds the private key labelled `label`. not_found when absent. Call at unseal or when the
+  // key set changes, never per request.
+  virtual Result<KeyHandle> FindPrivateKey(std::string_view label) = 0;
+
+  // Reads the public key of the EC key pair labelled `label` as a DER SubjectPublicKeyInfo
+  // (id-ecPublicKey, prime256v1). not_found when no public key has that label.
+  virtual Result<Bytes> GetEcPublicKeySpki(std::string_view label) = 0;
+
+  // Signs a 32-byte SHA-256 digest with CKM_ECDSA under the private key `key`. Returns the raw
+  // signature r ‖ s (64 bytes for P-256). invalid_argument when `digest` is not 32 bytes.
+  virtual Result<Bytes> SignEcdsa(KeyHandle key, ByteSpan digest) = 0;
+
   // Reads the protection attributes of `key`. When FindKey or Generate*Key returned a session
   // copy of a token key, they are the token key's, so `token` and `local` describe the key
   // itself rather than the copy.

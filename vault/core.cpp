@@ -130,6 +130,7 @@ Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
         (void)queued;
         return OkStatus();
       });
+  state->pki = std::make_unique<pki::PkiEngine>(storage_, *state->barrier, *state->token, clock_);
   // [wiring: construct] one line per auth method or store, each constructed from
   // (storage_, *state->barrier, clock_).
   return state;
@@ -298,9 +299,13 @@ void Core::StartSweeper(std::chrono::milliseconds interval) {
   }
   sweeper_ = std::thread([this, interval] {
     std::unique_lock lock(sweeper_mutex_);
+    // Issued-certificate records are tidied every 60th round (10 minutes at the default).
+    constexpr int kPkiTidyRounds = 60;
+    int round = 0;
     while (!sweeper_wake_.wait_for(lock, interval, [this] { return sweeper_stop_; })) {
       lock.unlock();
       if (!sealed()) {
+        if (++round % kPkiTidyRounds == 0) TidyPki();
         if (auto swept = SweepExpiredTokens(); !swept) {
           log::Error("expired token sweep failed", {{log::kError, swept.error().message()}});
         }
@@ -313,6 +318,24 @@ void Core::StartSweeper(std::chrono::milliseconds interval) {
       lock.lock();
     }
   });
+}
+
+void Core::TidyPki() {
+  auto state = Acquire();
+  if (!state || !(*state)->pki) return;
+  // Records of certificates expired for more than 72 hours, as Vault's tidy default.
+  storage::WriteBatch batch;
+  auto tidied = (*state)->pki->Tidy(std::chrono::hours(72), batch);
+  if (!tidied) {
+    log::Error("PKI tidy failed", {{log::kError, tidied.error().message()}});
+    return;
+  }
+  if (tidied->certificates_removed == 0) return;
+  nlohmann::json response = {{"certificates_removed", tidied->certificates_removed}};
+  auto commit = InternalCommitFor(**state, "update", "POST");
+  if (Status committed = commit(std::move(batch), "pki/tidy", response); !committed) {
+    log::Error("PKI tidy failed", {{log::kError, committed.error().message()}});
+  }
 }
 
 void Core::StopSweeper() {

@@ -23,6 +23,7 @@
 #include "vault/policy/policy_store.hpp"
 #include "vault/database/postgres_engine.hpp"
 #include "vault/lease/lease_manager.hpp"
+#include "vault/pki/pki_engine.hpp"
 // [wiring: includes]
 
 namespace kw::vault {
@@ -57,6 +58,7 @@ struct UnsealedState {
   std::unique_ptr<policy::PolicyStore> policies;  // ACL policies, sys/policies/acl/
   std::unique_ptr<database::PostgresEngine> database;  // the engine mounted at database/
   std::unique_ptr<lease::LeaseManager> leases;  // leases of dynamic credentials, sys/leases/
+  std::unique_ptr<pki::PkiEngine> pki;  // the SPIFFE CA mounted at pki/
   // [wiring: members] one line per auth method or store.
 };
 
@@ -122,6 +124,8 @@ class Core {
   // of `operation` and `method` at the path it is given.
   lease::InternalCommit InternalCommitFor(UnsealedState& state, std::string operation,
                                           std::string method);
+  // Removes records of certificates that expired long ago (the sweeper's PKI tidy).
+  void TidyPki();
   // Revokes the leases that expired while sealed and starts the lease worker.
   Status StartLeases(UnsealedState& state);
   // Returns the audit entry for a change the server makes itself (initialisation, dev-mode

@@ -37,6 +37,10 @@ class Pkcs11Token final : public Token {
   Result<Bytes> EncryptGcm(KeyHandle key, ByteSpan plaintext, ByteSpan aad) override;
   Result<SecretBuffer> DecryptGcm(KeyHandle key, ByteSpan sealed, ByteSpan aad) override;
   Result<Bytes> HmacSha256(KeyHandle key, ByteSpan data) override;
+  Result<KeyHandle> GenerateEcP256KeyPair(std::string_view label) override;
+  Result<KeyHandle> FindPrivateKey(std::string_view label) override;
+  Result<Bytes> GetEcPublicKeySpki(std::string_view label) override;
+  Result<Bytes> SignEcdsa(KeyHandle key, ByteSpan digest) override;
   // For a session copy, reports the token object it was copied from, so CKA_TOKEN and CKA_LOCAL
   // describe where the key lives and how it was born rather than the copy.
   Result<KeyAttributes> GetKeyAttributes(KeyHandle key) override;
@@ -67,6 +71,10 @@ class Pkcs11Token final : public Token {
     }
   }
 
+  // Finds the token objects of class `object_class` labelled `label`.
+  Result<std::vector<CK_OBJECT_HANDLE>> FindTokenObjects(SessionLease& lease,
+                                                         CK_OBJECT_CLASS object_class,
+                                                         std::string_view label);
   // Finds the secret-key token objects labelled `label`.
   Result<std::vector<CK_OBJECT_HANDLE>> FindTokenKeys(SessionLease& lease,
                                                       std::string_view label);

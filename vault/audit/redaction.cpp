@@ -13,7 +13,7 @@ namespace {
 
 // Object keys whose string values are metadata that keyward never fills with secrets. Keep
 // docs/AUDIT.md in step with this list.
-constexpr std::array<std::string_view, 13> kClearKeys = {
+constexpr std::array<std::string_view, 15> kClearKeys = {
     "accessor",       // token accessors are identifiers, not credentials, in keyward
     "created_time",   // KV metadata timestamps
     "creation_time",  //
@@ -24,6 +24,8 @@ constexpr std::array<std::string_view, 13> kClearKeys = {
     "last_renewal",   //
     "lease_id",       // lease ids name a lease; revoking one needs a token with the right policy
     "request_id",     //
+    "serial_number",  // certificate serial numbers are public, and trace an issuance
+    "spiffe_id",      // workload identities name who acted, like accessors
     "type",           // mount, engine and key types
     "updated_time",   //
     "version",        // KV version numbers, sometimes sent as strings

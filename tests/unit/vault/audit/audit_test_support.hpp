@@ -58,6 +58,18 @@ class CountingToken final : public hsm::Token {
     ++hmac_calls_;
     return inner_.HmacSha256(key, data);
   }
+  Result<hsm::KeyHandle> GenerateEcP256KeyPair(std::string_view label) override {
+    return inner_.GenerateEcP256KeyPair(label);
+  }
+  Result<hsm::KeyHandle> FindPrivateKey(std::string_view label) override {
+    return inner_.FindPrivateKey(label);
+  }
+  Result<Bytes> GetEcPublicKeySpki(std::string_view label) override {
+    return inner_.GetEcPublicKeySpki(label);
+  }
+  Result<Bytes> SignEcdsa(hsm::KeyHandle key, ByteSpan digest) override {
+    return inner_.SignEcdsa(key, digest);
+  }
   Result<hsm::KeyAttributes> GetKeyAttributes(hsm::KeyHandle key) override {
     return inner_.GetKeyAttributes(key);
   }
