@@ -125,6 +125,10 @@ nlohmann::json CaResultJson(const vault::pki::CaResult& result) {
     data["certificate"] = PemOf(result.certificate);
     data["issuing_ca"] = PemOf(result.certificate);
     data["activate_at"] = result.activate_at;
+    if (auto info = vault::pki::ParseCertificateDer(result.certificate)) {
+      data["serial_number"] = info->serial;
+      data["expiration"] = info->not_after;
+    }
   }
   if (!result.csr.empty()) data["csr"] = DerToPem(result.csr, "CERTIFICATE REQUEST");
   return data;

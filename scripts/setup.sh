@@ -29,6 +29,25 @@ if ((${#missing[@]} > 0)); then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Node.js and npm run the jose JWT-SVID checks of the end-to-end tests. A node already on
+# PATH (with its own npm) is kept; Debian's packages come in only when npm is missing.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends nodejs npm
+fi
+# npm ci only when node_modules was not installed from this package-lock.json, so a second
+# run needs no network. Without jose those checks fail under CI=true and are skipped otherwise.
+jose_dir=tests/e2e/jose
+if ! cmp -s "$jose_dir/package-lock.json" "$jose_dir/node_modules/.keyward-installed-lock"; then
+  if (cd "$jose_dir" && npm ci --ignore-scripts --no-audit --no-fund); then
+    cp "$jose_dir/package-lock.json" "$jose_dir/node_modules/.keyward-installed-lock"
+  else
+    echo "setup: npm ci failed in $jose_dir"
+  fi
+fi
+
 build_dir="${KEYWARD_BUILD_DIR:-build}"
 werror=false
 [[ "${CI:-}" == "true" ]] && werror=true
