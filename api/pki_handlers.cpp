@@ -44,8 +44,20 @@ std::string Joined(const std::vector<Bytes>& ders, std::string_view label) {
 CallerIdentity CallerOf(const RequestContext& c) {
   CallerIdentity caller;
   const auto& entry = c.identity.entry;
-  if (entry && (entry->path == "auth/cert/login" || entry->path == "auth/approle/login")) {
+  if (!entry) return caller;
+  auto meta = [&](const char* key) {
+    auto found = entry->meta.find(key);
+    return found == entry->meta.end() ? std::string() : found->second;
+  };
+  if (entry->path == "auth/cert/login") {
     caller.from_login = true;
+    caller.spiffe_id = meta("spiffe_id");
+    caller.role_name = meta("cert_name");
+    caller.meta = entry->meta;
+  } else if (entry->path == "auth/approle/login") {
+    // The login sets role_name itself, over any secret id metadata of that name.
+    caller.from_login = true;
+    caller.role_name = meta("role_name");
     caller.meta = entry->meta;
   }
   return caller;

@@ -21,6 +21,9 @@ constexpr std::string_view kExpiryPrefix = "pki/expiry/";
 constexpr std::string_view kRevokedPrefix = "pki/revoked/";
 constexpr std::string_view kSignedPrefix = "pki/ca/signed/";
 constexpr std::string_view kBundlePrefix = "pki/bundle/";
+// Counts changes of the revocation lists (revocations, tidied revocations), so a CRL request
+// finds out with one read whether its cached CRL is current.
+constexpr std::string_view kCrlGenerationKey = "pki/crl/generation";
 constexpr std::size_t kTidyLimit = 10000;
 constexpr std::size_t kScanPage = 1000;
 constexpr std::size_t kMaxAudiences = 16;
@@ -94,6 +97,18 @@ Result<CertRecord> CertFromJson(ByteSpan bytes) {
   }
 }
 
+// Certificate records are public data, but their revocation state decides what the CRL lists,
+// so they are stored through the barrier, bound to their storage key: a row written or
+// copied into the database does not decrypt.
+Result<Bytes> SealRecord(Barrier& barrier, const CertRecord& record, std::string_view key) {
+  return barrier.Encrypt(AsBytes(CertToJson(record).dump()), "keyward:" + std::string(key));
+}
+
+Result<CertRecord> OpenRecord(Barrier& barrier, ByteSpan sealed, std::string_view key) {
+  KW_ASSIGN_OR_RETURN(SecretBuffer plain, barrier.Decrypt(sealed, "keyward:" + std::string(key)));
+  return CertFromJson(plain.Reveal());
+}
+
 std::string FederatedAad(std::string_view trust_domain) {
   return "keyward:pki:bundle:" + std::string(trust_domain);
 }
@@ -146,6 +161,36 @@ Result<auth::SpiffeId> ParseWorkloadId(std::string_view spiffe_id) {
                            " bytes; SPIFFE IDs are at most 2048");
   }
   return std::move(*id);
+}
+
+// Parses the decimal digits of a stored key or value; data_loss names `what` otherwise, so
+// a garbled row fails its request instead of the server.
+Result<std::int64_t> StoredNumber(std::string_view digits, std::string_view what) {
+  std::int64_t value = 0;
+  if (digits.size() > 1 && digits.size() <= 20) {
+    digits.remove_prefix(std::min(digits.find_first_not_of('0'), digits.size() - 1));
+  }
+  if (digits.empty() || digits.size() > 18) {
+    return DataLoss("a stored " + std::string(what) + " is not a number");
+  }
+  for (char c : digits) {
+    if (c < '0' || c > '9') return DataLoss("a stored " + std::string(what) + " is not a number");
+    value = value * 10 + (c - '0');
+  }
+  return value;
+}
+
+// Stages the next CRL generation, expecting the stored one.
+Status StageCrlGeneration(storage::Storage& storage, storage::WriteBatch& batch) {
+  KW_ASSIGN_OR_RETURN(std::optional<Bytes> raw, storage.Get(kCrlGenerationKey));
+  std::int64_t generation = 0;
+  if (raw) {
+    KW_ASSIGN_OR_RETURN(generation, StoredNumber(AsText(*raw), "CRL generation"));
+  }
+  const std::string next = std::to_string(generation + 1);
+  batch.Expect(std::string(kCrlGenerationKey), raw);
+  batch.Put(std::string(kCrlGenerationKey), Bytes(next.begin(), next.end()));
+  return OkStatus();
 }
 
 }  // namespace
@@ -246,6 +291,8 @@ Result<CaResult> PkiEngine::GenerateRoot(std::string_view trust_domain, std::str
   version.not_after = spec.not_after;
   state.versions.push_back(version);
   KW_RETURN_IF_ERROR(StageCaState(state, std::nullopt, barrier_, batch));
+  // A federated bundle stored for this trust domain before the CA existed must not outlive it.
+  batch.Delete(std::string(kBundlePrefix) + state.trust_domain);
   return CaResult{1, state.trust_domain, std::move(certificate), {}, now};
 }
 
@@ -278,6 +325,7 @@ Result<CaResult> PkiEngine::GenerateIntermediate(std::string_view trust_domain,
     KW_RETURN_IF_ERROR(ValidateTrustDomain(trust_domain, "trust_domain"));
     state.trust_domain = std::string(trust_domain);
     state.mode = "intermediate";
+    batch.Delete(std::string(kBundlePrefix) + state.trust_domain);
   }
   if (common_name.empty()) common_name = "keyward intermediate CA " + state.trust_domain;
   const int number = state.NextVersion();
@@ -342,6 +390,10 @@ Result<CaResult> PkiEngine::SetSigned(std::string_view pem_chain, storage::Write
       return InvalidArgument("invalid field \"certificate\": certificate " + std::to_string(i) +
                              " (" + info.subject + ") has expired");
     }
+    if (info.not_before > now) {
+      return InvalidArgument("invalid field \"certificate\": certificate " + std::to_string(i) +
+                             " (" + info.subject + ") is not valid yet");
+    }
     not_after = std::min(not_after, info.not_after);
     if (i + 1 < infos.size()) {
       if (Status signed_by = VerifySignedBy(info.der, infos[i + 1].der); !signed_by) {
@@ -359,6 +411,22 @@ Result<CaResult> PkiEngine::SetSigned(std::string_view pem_chain, storage::Write
     if (uri != "spiffe://" + state.trust_domain) {
       return InvalidArgument("invalid field \"certificate\": its URI SAN \"" + uri +
                              "\" is not spiffe://" + state.trust_domain);
+    }
+  }
+  // A throwaway SVID must pass path validation through the new chain, so constraints that
+  // the chain places on its leaves (name constraints, path length) are found now rather than
+  // by every workload.
+  {
+    KW_ASSIGN_OR_RETURN(std::shared_ptr<const Signer> signer, SignerFor(*version));
+    KW_ASSIGN_OR_RETURN(WorkloadKey probe_key, GenerateWorkloadKey(KeyType::kEcP256));
+    LeafSpec probe{"spiffe://" + state.trust_domain + "/keyward/chain-check", probe_key.spki,
+                   false, now, std::min(now + 60, not_after)};
+    KW_ASSIGN_OR_RETURN(IssuedCertificate leaf, BuildLeaf(probe, infos.front().der, *signer));
+    std::vector<Bytes> intermediates(certificates->begin(), certificates->end() - 1);
+    if (Status valid = detail::VerifyChain(leaf.der, intermediates, certificates->back(), now);
+        !valid) {
+      return InvalidArgument("invalid field \"certificate\": an SVID issued under this chain "
+                             "would not validate: " + valid.error().message());
     }
   }
   version->certificate = infos.front().der;
@@ -418,7 +486,7 @@ Result<std::int64_t> PkiEngine::SignedUntil(int version) {
                       storage_.Last(std::string(kSignedPrefix) + Padded(version, 10) + "/"));
   if (!last) return std::int64_t{0};
   const std::string_view key = last->key;
-  return std::stoll(std::string(key.substr(key.rfind('/') + 1)));
+  return StoredNumber(key.substr(key.rfind('/') + 1), "signing time mark");
 }
 
 void PkiEngine::StageSignedUntil(int version, std::int64_t until, storage::WriteBatch& batch) {
@@ -499,40 +567,47 @@ Result<std::vector<Bytes>> PkiEngine::Crls() {
   for (const CaVersion* version : live.live) {
     if (version != active && version->activate_at <= now) order.push_back(version);
   }
+  KW_ASSIGN_OR_RETURN(std::optional<Bytes> generation_raw, storage_.Get(kCrlGenerationKey));
+  const std::string generation = generation_raw ? std::string(AsText(*generation_raw)) : "0";
   std::vector<Bytes> out;
   for (const CaVersion* version : order) {
-    const std::string prefix = std::string(kRevokedPrefix) + Padded(version->version, 10) + "/";
-    std::vector<RevokedEntry> revoked;
-    std::string fingerprint;
-    std::string after;
-    while (true) {
-      KW_ASSIGN_OR_RETURN(std::vector<storage::Entry> page,
-                          storage_.Scan(prefix, after, kScanPage));
-      for (const storage::Entry& entry : page) {
-        KW_ASSIGN_OR_RETURN(CertRecord record, CertFromJson(entry.value));
-        if (record.not_after <= now) continue;  // expired certificates leave the CRL
-        revoked.push_back(RevokedEntry{record.serial, record.revoked_at});
-        fingerprint += record.serial + ";";
-      }
-      if (page.size() < kScanPage) break;
-      after = page.back().key;
-    }
     {
+      // A current cached CRL is served without reading the revocations.
       std::lock_guard<std::mutex> lock(mutex_);
       auto cached = crls_.find(version->version);
-      if (cached != crls_.end() && cached->second.revoked_fingerprint == fingerprint &&
+      if (cached != crls_.end() && cached->second.revoked_fingerprint == generation &&
           now - cached->second.built_at < kCrlRefreshSeconds) {
         out.push_back(cached->second.der);
         continue;
       }
     }
+    const std::string prefix = std::string(kRevokedPrefix) + Padded(version->version, 10) + "/";
+    std::vector<RevokedEntry> revoked;
+    std::string after;
+    while (true) {
+      KW_ASSIGN_OR_RETURN(std::vector<storage::Entry> page,
+                          storage_.Scan(prefix, after, kScanPage));
+      for (const storage::Entry& entry : page) {
+        KW_ASSIGN_OR_RETURN(CertRecord record, OpenRecord(barrier_, entry.value, entry.key));
+        if (record.not_after <= now) continue;  // expired certificates leave the CRL
+        revoked.push_back(RevokedEntry{record.serial, record.revoked_at});
+      }
+      if (page.size() < kScanPage) break;
+      after = page.back().key;
+    }
     KW_ASSIGN_OR_RETURN(std::shared_ptr<const Signer> signer, SignerFor(*version));
-    // The CRL number is the build time, which grows with every rebuild.
+    // The CRL number is the build time, or one more than the last number when several CRLs
+    // are built within a second, so it grows with every rebuild (RFC 5280 section 5.2.3).
+    std::uint64_t number = static_cast<std::uint64_t>(now);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto cached = crls_.find(version->version);
+      if (cached != crls_.end()) number = std::max(number, cached->second.number + 1);
+    }
     KW_ASSIGN_OR_RETURN(Bytes crl, BuildCrl(version->certificate, revoked, now,
-                                            now + kCrlLifetimeSeconds,
-                                            static_cast<std::uint64_t>(now), *signer));
+                                            now + kCrlLifetimeSeconds, number, *signer));
     std::lock_guard<std::mutex> lock(mutex_);
-    crls_[version->version] = CachedCrl{fingerprint, now, crl};
+    crls_[version->version] = CachedCrl{generation, now, number, crl};
     out.push_back(std::move(crl));
   }
   return out;
@@ -569,7 +644,12 @@ Result<IssuedSvid> PkiEngine::IssueFor(const PkiRole& role, std::string_view spi
   if (lifetime.count() <= 0) return InvalidArgument("invalid field \"ttl\": must be positive");
   lifetime = std::min(lifetime, role.max_ttl);
 
-  KW_ASSIGN_OR_RETURN(CaState state, State());
+  KW_ASSIGN_OR_RETURN(std::optional<StoredCaState> stored, LoadState());
+  if (!stored) return tl::unexpected(State().error());
+  const CaState& state = stored->state;
+  // An issuance signed by a version that a concurrent rotation retired must not commit: the
+  // version would come back into the bundle and its sequence number go down.
+  batch.Expect(std::string(kCaStateKey), stored->raw);
   const std::int64_t now = NowSeconds();
   const CaVersion* active = state.Active(now);
   if (active == nullptr) {
@@ -604,8 +684,9 @@ Result<IssuedSvid> PkiEngine::IssueFor(const PkiRole& role, std::string_view spi
   CertRecord record{issued.serial, spec.spiffe_id, role.name, active->version, now,
                     spec.not_after, 0, issued.der};
   const std::string serial_key = SerialKey(issued.serial);
-  const std::string record_text = CertToJson(record).dump();
-  batch.Put(std::string(kCertPrefix) + serial_key, Bytes(record_text.begin(), record_text.end()));
+  const std::string record_key = std::string(kCertPrefix) + serial_key;
+  KW_ASSIGN_OR_RETURN(Bytes sealed, SealRecord(barrier_, record, record_key));
+  batch.Put(record_key, std::move(sealed));
   batch.Put(std::string(kExpiryPrefix) + Padded(spec.not_after, 20) + "/" + serial_key, Bytes());
   StageSignedUntil(active->version, spec.not_after, batch);
 
@@ -644,10 +725,16 @@ Result<IssuedSvid> PkiEngine::Sign(std::string_view role_name, std::string_view 
   auto csr = ParseCsrPem(csr_pem);
   if (!csr) return InvalidArgument("invalid field \"csr\": " + csr.error().message());
   const bool rsa = IsRsa(csr->key_type);
-  if ((role.key_type == "rsa") != rsa) {
+  KW_ASSIGN_OR_RETURN(KeyType wanted, ParseKeyType(role.key_type, role.key_bits));
+  // An EC key must be the role's curve; an RSA key at least the role's size.
+  const bool fits = IsRsa(wanted) ? rsa && KeyBits(csr->key_type) >= KeyBits(wanted)
+                                  : csr->key_type == wanted;
+  if (!fits) {
     return InvalidArgument("invalid field \"csr\": role \"" + role.name + "\" issues " +
-                           role.key_type + " keys, and the CSR's key is " +
-                           std::string(KeyTypeName(csr->key_type)));
+                           role.key_type + " " + std::to_string(KeyBits(wanted)) +
+                           "-bit keys, and the CSR's key is " +
+                           std::string(KeyTypeName(csr->key_type)) + " " +
+                           std::to_string(KeyBits(csr->key_type)) + "-bit");
   }
   return IssueFor(role, spiffe_id, ttl, caller, csr->spki, rsa, batch);
 }
@@ -673,7 +760,12 @@ Result<IssuedJwt> PkiEngine::IssueJwt(std::string_view role_name, std::string_vi
   if (lifetime.count() <= 0) return InvalidArgument("invalid field \"ttl\": must be positive");
   lifetime = std::min(lifetime, role.jwt_max_ttl);
 
-  KW_ASSIGN_OR_RETURN(CaState state, State());
+  KW_ASSIGN_OR_RETURN(std::optional<StoredCaState> stored, LoadState());
+  if (!stored) return tl::unexpected(State().error());
+  const CaState& state = stored->state;
+  // An issuance signed by a version that a concurrent rotation retired must not commit: the
+  // version would come back into the bundle and its sequence number go down.
+  batch.Expect(std::string(kCaStateKey), stored->raw);
   const std::int64_t now = NowSeconds();
   const CaVersion* active = state.Active(now);
   if (active == nullptr) {
@@ -739,7 +831,7 @@ Result<std::vector<CertRecord>> PkiEngine::ListCerts() {
     KW_ASSIGN_OR_RETURN(std::vector<storage::Entry> page,
                         storage_.Scan(kCertPrefix, after, kScanPage));
     for (const storage::Entry& entry : page) {
-      KW_ASSIGN_OR_RETURN(CertRecord record, CertFromJson(entry.value));
+      KW_ASSIGN_OR_RETURN(CertRecord record, OpenRecord(barrier_, entry.value, entry.key));
       out.push_back(std::move(record));
     }
     if (page.size() < kScanPage) break;
@@ -750,10 +842,10 @@ Result<std::vector<CertRecord>> PkiEngine::ListCerts() {
 
 Result<std::optional<CertRecord>> PkiEngine::LoadCert(std::string_view serial) {
   KW_ASSIGN_OR_RETURN(std::string normalized, NormalizeSerial(serial));
-  KW_ASSIGN_OR_RETURN(std::optional<Bytes> raw,
-                      storage_.Get(std::string(kCertPrefix) + SerialKey(normalized)));
+  const std::string key = std::string(kCertPrefix) + SerialKey(normalized);
+  KW_ASSIGN_OR_RETURN(std::optional<Bytes> raw, storage_.Get(key));
   if (!raw) return std::optional<CertRecord>();
-  KW_ASSIGN_OR_RETURN(CertRecord record, CertFromJson(*raw));
+  KW_ASSIGN_OR_RETURN(CertRecord record, OpenRecord(barrier_, *raw, key));
   return std::optional<CertRecord>(std::move(record));
 }
 
@@ -764,15 +856,19 @@ Result<std::int64_t> PkiEngine::Revoke(std::string_view serial, storage::WriteBa
   if (!raw) {
     return InvalidArgument("no certificate issued by this CA has serial number " + normalized);
   }
-  KW_ASSIGN_OR_RETURN(CertRecord record, CertFromJson(*raw));
+  KW_ASSIGN_OR_RETURN(CertRecord record, OpenRecord(barrier_, *raw, key));
   if (record.revoked_at != 0) return record.revoked_at;
   record.revoked_at = NowSeconds();
-  const std::string text = CertToJson(record).dump();
+  // NOTE: deleting the revocation row from the database takes the certificate off the CRL;
+  // the barrier cannot prevent that, but the audit log still records the revocation.
+  const std::string revoked_key = std::string(kRevokedPrefix) +
+                                  Padded(record.key_version, 10) + "/" + SerialKey(normalized);
+  KW_ASSIGN_OR_RETURN(Bytes sealed, SealRecord(barrier_, record, key));
+  KW_ASSIGN_OR_RETURN(Bytes sealed_revoked, SealRecord(barrier_, record, revoked_key));
   batch.Expect(key, *raw);
-  batch.Put(key, Bytes(text.begin(), text.end()));
-  batch.Put(std::string(kRevokedPrefix) + Padded(record.key_version, 10) + "/" +
-                SerialKey(normalized),
-            Bytes(text.begin(), text.end()));
+  batch.Put(key, std::move(sealed));
+  batch.Put(revoked_key, std::move(sealed_revoked));
+  KW_RETURN_IF_ERROR(StageCrlGeneration(storage_, batch));
   return record.revoked_at;
 }
 
@@ -783,6 +879,7 @@ Result<TidyResult> PkiEngine::Tidy(std::chrono::seconds safety_buffer,
   }
   const std::int64_t cutoff = NowSeconds() - safety_buffer.count();
   TidyResult result;
+  bool revocations_removed = false;
   std::string after;
   while (result.certificates_removed < kTidyLimit) {
     KW_ASSIGN_OR_RETURN(std::vector<storage::Entry> page,
@@ -790,7 +887,9 @@ Result<TidyResult> PkiEngine::Tidy(std::chrono::seconds safety_buffer,
     bool past_cutoff = false;
     for (const storage::Entry& entry : page) {
       const std::string_view rest = std::string_view(entry.key).substr(kExpiryPrefix.size());
-      const std::int64_t not_after = std::stoll(std::string(rest.substr(0, 20)));
+      if (rest.size() < 22) return DataLoss("a stored certificate expiry key is malformed");
+      KW_ASSIGN_OR_RETURN(std::int64_t not_after, StoredNumber(rest.substr(0, 20),
+                                                               "certificate expiry"));
       if (not_after > cutoff) {
         past_cutoff = true;
         break;
@@ -803,8 +902,9 @@ Result<TidyResult> PkiEngine::Tidy(std::chrono::seconds safety_buffer,
       const std::string cert_key = std::string(kCertPrefix) + serial_key;
       KW_ASSIGN_OR_RETURN(std::optional<Bytes> raw, storage_.Get(cert_key));
       if (raw) {
-        KW_ASSIGN_OR_RETURN(CertRecord record, CertFromJson(*raw));
+        KW_ASSIGN_OR_RETURN(CertRecord record, OpenRecord(barrier_, *raw, cert_key));
         if (record.revoked_at != 0) {
+          revocations_removed = true;
           batch.Delete(std::string(kRevokedPrefix) + Padded(record.key_version, 10) + "/" +
                        serial_key);
         }
@@ -816,6 +916,7 @@ Result<TidyResult> PkiEngine::Tidy(std::chrono::seconds safety_buffer,
     if (past_cutoff || result.more || page.size() < kScanPage) break;
     after = page.back().key;
   }
+  if (revocations_removed) KW_RETURN_IF_ERROR(StageCrlGeneration(storage_, batch));
   // Of each version's signed-until marks only the latest matters.
   KW_ASSIGN_OR_RETURN(std::optional<StoredCaState> stored, LoadState());
   if (stored) {

@@ -174,8 +174,9 @@ class PkiEngine {
   std::shared_ptr<const CaState> cached_state_;
   std::map<std::string, std::shared_ptr<HsmSigner>> signers_;  // by HSM key label
   struct CachedCrl {
-    std::string revoked_fingerprint;
+    std::string revoked_fingerprint;  // the CRL generation it was built at
     std::int64_t built_at = 0;
+    std::uint64_t number = 0;
     Bytes der;
   };
   std::map<int, CachedCrl> crls_;  // by key version

@@ -181,14 +181,14 @@ std::vector<std::string> ExpandPatterns(const PkiRole& role, const CallerIdentit
         return found->second;
       };
       if (name == kSpiffeIdTemplate) {
-        auto id = meta("spiffe_id");
-        if (at != 0 || !id || !auth::ParseSpiffeId(*id)) return std::nullopt;
-        return id;
+        if (at != 0 || caller.spiffe_id.empty() || !auth::ParseSpiffeId(caller.spiffe_id)) {
+          return std::nullopt;
+        }
+        return caller.spiffe_id;
       }
       std::optional<std::string> value;
       if (name == kRoleNameTemplate) {
-        value = meta("role_name");
-        if (!value) value = meta("cert_name");
+        if (!caller.role_name.empty()) value = caller.role_name;
       } else if (name.starts_with(kMetaTemplatePrefix)) {
         value = meta(std::string(name.substr(kMetaTemplatePrefix.size())));
       }

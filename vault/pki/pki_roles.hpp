@@ -29,11 +29,17 @@ struct PkiRole {
   std::chrono::seconds jwt_max_ttl{3600};
 };
 
-// What a role's templates may read: the metadata that a login method (auth/cert/login,
-// auth/approle/login) set on the calling token. Tokens made any other way carry
-// caller-chosen metadata, so their templates expand to nothing.
+// What a role's templates may read, taken from the calling token only when a login method
+// made it: tokens made any other way carry caller-chosen metadata, so their templates expand
+// to nothing.
 struct CallerIdentity {
   bool from_login = false;
+  // {{identity.spiffe_id}}: the SPIFFE ID of the client certificate of an auth/cert login.
+  // Never read from metadata, which an AppRole secret id's creator may choose.
+  std::string spiffe_id;
+  // {{identity.role_name}}: the cert role or AppRole role the token logged in with.
+  std::string role_name;
+  // {{identity.meta.KEY}}: the login token's metadata.
   std::map<std::string, std::string> meta;
 };
 

@@ -9,6 +9,7 @@
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
 namespace kw::vault::pki {
@@ -155,6 +156,43 @@ std::string FormatSerial(const ASN1_INTEGER* serial) {
 }
 
 }  // namespace detail
+
+Status detail::VerifyChain(ByteSpan leaf, const std::vector<Bytes>& intermediates, ByteSpan root,
+                           std::int64_t at) {
+  KW_ASSIGN_OR_RETURN(X509Ptr leaf_certificate, ParseX509(leaf));
+  KW_ASSIGN_OR_RETURN(X509Ptr root_certificate, ParseX509(root));
+  std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(),
+                                                                X509_STORE_free);
+  struct StackDeleter {
+    void operator()(STACK_OF(X509) * stack) const { sk_X509_free(stack); }
+  };
+  std::unique_ptr<STACK_OF(X509), StackDeleter> chain(sk_X509_new_null());
+  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> context(X509_STORE_CTX_new(),
+                                                                          X509_STORE_CTX_free);
+  if (!store || !chain || !context || X509_STORE_add_cert(store.get(), root_certificate.get()) != 1) {
+    return Internal("out of memory setting up certificate path validation");
+  }
+  std::vector<X509Ptr> parsed;
+  for (const Bytes& der : intermediates) {
+    KW_ASSIGN_OR_RETURN(X509Ptr certificate, ParseX509(der));
+    if (sk_X509_push(chain.get(), certificate.get()) == 0) {
+      return Internal("out of memory setting up certificate path validation");
+    }
+    parsed.push_back(std::move(certificate));
+  }
+  if (X509_STORE_CTX_init(context.get(), store.get(), leaf_certificate.get(), chain.get()) != 1) {
+    return Internal("certificate path validation could not start");
+  }
+  X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(context.get());
+  X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_X509_STRICT | X509_V_FLAG_USE_CHECK_TIME);
+  X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(at));
+  if (X509_verify_cert(context.get()) != 1) {
+    const int error = X509_STORE_CTX_get_error(context.get());
+    return InvalidArgument(std::string("certificate path validation failed: ") +
+                           X509_verify_cert_error_string(error));
+  }
+  return OkStatus();
+}
 
 std::string DerToPem(ByteSpan der, std::string_view label) {
   const std::string base64 = ToBase64(der);

@@ -102,6 +102,11 @@ Result<EvpPkeyPtr> ParseSpki(ByteSpan spki);
 Bytes CertificateSpki(const X509* certificate);
 // Maps a public key to the KeyType it is. invalid_argument names an unsupported key.
 Result<KeyType> PublicKeyType(EVP_PKEY* key);
+// RFC 5280 path validation, as openssl verify -x509_strict does it: `leaf` through
+// `intermediates` to `root`, the only trust anchor, at time `at` (Unix seconds), with name
+// constraints and key usages checked. invalid_argument names what fails.
+Status VerifyChain(ByteSpan leaf, const std::vector<Bytes>& intermediates, ByteSpan root,
+                   std::int64_t at);
 // Colon-separated lower-case hex of an INTEGER's magnitude; "-" in front when negative.
 std::string FormatSerial(const ASN1_INTEGER* serial);
 
