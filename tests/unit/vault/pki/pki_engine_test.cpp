@@ -1254,6 +1254,44 @@ TEST_SUITE("vault/pki/engine") {
     CheckInvalid(f.engine.StageFederatedBundle("example.org", valid, batch), "own trust domain");
     CHECK(batch.ops().empty());
   }
+
+  TEST_CASE("tampered records do not decrypt") {
+    Fixture f;
+    f.GenerateRoot();
+    f.PutOpenRole();
+    const IssuedSvid first = f.Issue("web", "spiffe://example.org/first");
+    const IssuedSvid second = f.Issue("web", "spiffe://example.org/second");
+    storage::WriteBatch revoke;
+    REQUIRE(f.engine.Revoke(first.serial, revoke).has_value());
+    f.Commit(std::move(revoke));
+
+    // Copying the revoked record over the other one's key does not revoke the other one.
+    auto key_of = [](const std::string& serial) {
+      std::string hex;
+      for (char c : serial) {
+        if (c != ':') hex.push_back(c);
+      }
+      return "pki/certs/" + hex;
+    };
+    auto revoked_record = f.env.store->Get(key_of(first.serial));
+    REQUIRE(revoked_record.has_value());
+    REQUIRE(revoked_record->has_value());
+    storage::WriteBatch copy;
+    copy.Put(key_of(second.serial), **revoked_record);
+    f.Commit(std::move(copy));
+    auto loaded = f.engine.LoadCert(second.serial);
+    REQUIRE_FALSE(loaded.has_value());
+    CHECK(loaded.error().code() == Code::kDataLoss);
+
+    // A record written in clear is rejected too.
+    storage::WriteBatch forged;
+    const std::string clear = R"({"serial":"01","spiffe_id":"spiffe://example.org/x"})";
+    forged.Put(key_of(first.serial), Bytes(clear.begin(), clear.end()));
+    f.Commit(std::move(forged));
+    auto forged_load = f.engine.LoadCert(first.serial);
+    REQUIRE_FALSE(forged_load.has_value());
+    CHECK(forged_load.error().code() == Code::kDataLoss);
+  }
 }
 
 }  // namespace kw::vault::pki
