@@ -25,6 +25,10 @@ const CaVersion* CaState::Active(std::int64_t now) const {
   return nullptr;
 }
 
+const CaVersion* CaState::Signing(std::int64_t now) const {
+  return Active(now + kSigningLeadSeconds);
+}
+
 const CaVersion* CaState::Find(int version) const {
   for (const CaVersion& candidate : versions) {
     if (candidate.version == version) return &candidate;
@@ -48,6 +52,7 @@ std::string SerializeCaState(const CaState& state) {
                         {"key_label", v.key_label},
                         {"spki", Encode(v.spki)},
                         {"kid", v.kid},
+                        {"common_name", v.common_name},
                         {"certificate", Encode(v.certificate)},
                         {"chain", std::move(chain)},
                         {"created_at", v.created_at},
@@ -78,6 +83,7 @@ Result<CaState> ParseCaState(std::string_view json_text) {
       item.at("key_label").get_to(v.key_label);
       KW_ASSIGN_OR_RETURN(v.spki, Decode(item.at("spki"), "spki"));
       item.at("kid").get_to(v.kid);
+      v.common_name = item.value("common_name", std::string());
       KW_ASSIGN_OR_RETURN(v.certificate, Decode(item.at("certificate"), "certificate"));
       for (const json& der : item.at("chain")) {
         KW_ASSIGN_OR_RETURN(Bytes cert, Decode(der, "chain"));

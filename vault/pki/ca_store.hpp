@@ -17,12 +17,16 @@ namespace kw::vault::pki {
 inline constexpr std::string_view kCaStateKey = "pki/ca/state";
 inline constexpr std::string_view kCaStateAad = "keyward:pki:ca";
 
+// How long before its activation time a new CA version starts signing.
+inline constexpr std::int64_t kSigningLeadSeconds = 5;
+
 // One CA key version: an ECDSA P-256 key pair on the HSM and the certificate that names it.
 struct CaVersion {
   int version = 0;
   std::string key_label;   // the HSM label of the key pair
   Bytes spki;              // its public key (DER SubjectPublicKeyInfo)
   std::string kid;         // RFC 7638 thumbprint of the public key: the JWT-SVID `kid`
+  std::string common_name;  // the subject CN of its certificate or CSR
   Bytes certificate;       // DER; empty while an intermediate CSR waits for set-signed
   std::vector<Bytes> chain;  // DER certificates above `certificate`, up to and including the
                              // self-signed root; empty in root mode
@@ -48,9 +52,13 @@ struct CaState {
   std::int64_t refresh_hint = 300;  // seconds, spiffe_refresh_hint
   std::vector<CaVersion> versions;  // ascending by version
 
-  // The version that signs at `now`: the newest installed version whose activation time has
-  // come. nullptr when none.
+  // The version that is active at `now`: the newest installed version whose activation time
+  // has come. nullptr when none.
   const CaVersion* Active(std::int64_t now) const;
+  // The version that signs at `now`: Active(now + kSigningLeadSeconds). Signing moves to a new
+  // version shortly before it becomes active, so that a request in flight at the switch
+  // cannot sign with the old version after the bundle dropped it.
+  const CaVersion* Signing(std::int64_t now) const;
   const CaVersion* Find(int version) const;
   CaVersion* Find(int version);
   int NextVersion() const { return versions.empty() ? 1 : versions.back().version + 1; }

@@ -119,6 +119,10 @@ Status ValidateTrustDomain(std::string_view trust_domain, std::string_view field
     return InvalidArgument("missing field \"" + std::string(field) +
                            "\": name the trust domain, for example \"example.org\"");
   }
+  if (trust_domain.find("://") != std::string_view::npos) {
+    return InvalidArgument("invalid field \"" + std::string(field) +
+                           "\": give the trust domain name alone, without \"spiffe://\"");
+  }
   auto id = auth::ParseSpiffeId("spiffe://" + std::string(trust_domain));
   if (!id || !id->root()) {
     return InvalidArgument("invalid field \"" + std::string(field) + "\": \"" +
@@ -140,6 +144,16 @@ std::string Quoted(std::string_view value) {
   std::string escaped =
       json(std::string(value.substr(0, kMaxShown))).dump(-1, ' ', true, json::error_handler_t::replace);
   return value.size() > kMaxShown ? escaped + "..." : escaped;
+}
+
+// Checks a CA common name: printable ASCII, so that it shows the same in every tool.
+Status ValidateCommonName(std::string_view common_name) {
+  const bool printable = std::all_of(common_name.begin(), common_name.end(),
+                                     [](char c) { return c >= 0x20 && c <= 0x7e; });
+  if (!printable || common_name.size() > 64) {
+    return InvalidArgument("invalid field \"common_name\": use 1 to 64 printable ASCII characters");
+  }
+  return OkStatus();
 }
 
 // Parses and checks a requested workload SPIFFE ID. The error names the ID and the rule.
@@ -269,6 +283,7 @@ Result<CaResult> PkiEngine::GenerateRoot(std::string_view trust_domain, std::str
                            "\": rotate its key with pki/rotate instead");
   }
   if (common_name.empty()) common_name = "keyward CA " + std::string(trust_domain);
+  KW_RETURN_IF_ERROR(ValidateCommonName(common_name));
   const std::int64_t now = NowSeconds();
   KW_ASSIGN_OR_RETURN(std::shared_ptr<HsmSigner> signer, NewKey(1));
   CaCertSpec spec{std::string(trust_domain), common_name, now - 60, now + ttl.count()};
@@ -284,6 +299,7 @@ Result<CaResult> PkiEngine::GenerateRoot(std::string_view trust_domain, std::str
   version.key_label = signer->label();
   version.spki = signer->PublicKeySpki();
   version.kid = kid;
+  version.common_name = spec.common_name;
   version.certificate = certificate;
   version.created_at = now;
   version.activate_at = now;
@@ -316,9 +332,12 @@ Result<CaResult> PkiEngine::GenerateIntermediate(std::string_view trust_domain,
     }
     for (const CaVersion& version : state.versions) {
       if (!version.installed()) {
-        return InvalidArgument("CA version " + std::to_string(version.version) +
-                               " still waits for its certificate: install it with "
-                               "pki/intermediate/set-signed first");
+        // The pending version's CSR again, so a lost response does not block the CA: its
+        // key stays in the HSM until set-signed installs a certificate for it.
+        KW_ASSIGN_OR_RETURN(std::shared_ptr<const Signer> signer, SignerFor(version));
+        CaCertSpec spec{state.trust_domain, version.common_name, 0, 0};
+        KW_ASSIGN_OR_RETURN(Bytes csr, BuildCaCsr(spec, *signer));
+        return CaResult{version.version, state.trust_domain, {}, std::move(csr), 0};
       }
     }
   } else {
@@ -327,8 +346,11 @@ Result<CaResult> PkiEngine::GenerateIntermediate(std::string_view trust_domain,
     state.mode = "intermediate";
     batch.Delete(std::string(kBundlePrefix) + state.trust_domain);
   }
-  if (common_name.empty()) common_name = "keyward intermediate CA " + state.trust_domain;
   const int number = state.NextVersion();
+  if (common_name.empty()) {
+    common_name = "keyward intermediate CA " + state.trust_domain + " v" + std::to_string(number);
+  }
+  KW_RETURN_IF_ERROR(ValidateCommonName(common_name));
   KW_ASSIGN_OR_RETURN(std::shared_ptr<HsmSigner> signer, NewKey(number));
   CaCertSpec spec{state.trust_domain, common_name, 0, 0};
   KW_ASSIGN_OR_RETURN(Bytes csr, BuildCaCsr(spec, *signer));
@@ -339,6 +361,7 @@ Result<CaResult> PkiEngine::GenerateIntermediate(std::string_view trust_domain,
   version.key_label = signer->label();
   version.spki = signer->PublicKeySpki();
   version.kid = kid;
+  version.common_name = common_name;
   version.created_at = NowSeconds();
   version.activation_delay = number == 1 ? 0 : activation_delay.count();
   state.versions.push_back(version);
@@ -355,6 +378,15 @@ Result<CaResult> PkiEngine::SetSigned(std::string_view pem_chain, storage::Write
   auto certificates = PemToDerList(pem_chain, "CERTIFICATE");
   if (!certificates) {
     return InvalidArgument("invalid field \"certificate\": " + certificates.error().message());
+  }
+  std::size_t blocks = 0;
+  for (std::size_t at = pem_chain.find("-----BEGIN "); at != std::string_view::npos;
+       at = pem_chain.find("-----BEGIN ", at + 1)) {
+    ++blocks;
+  }
+  if (blocks != certificates->size()) {
+    return InvalidArgument("invalid field \"certificate\": send only CERTIFICATE blocks (never "
+                           "a private key)");
   }
   if (certificates->size() < 2 || certificates->size() > 8) {
     return InvalidArgument(
@@ -469,6 +501,7 @@ Result<CaResult> PkiEngine::Rotate(std::optional<std::chrono::seconds> ttl,
   version.key_label = signer->label();
   version.spki = signer->PublicKeySpki();
   version.kid = kid;
+  version.common_name = spec.common_name;
   version.certificate = certificate;
   version.created_at = now;
   version.activate_at = now + delay;
@@ -547,7 +580,7 @@ Result<json> PkiEngine::Jwks() {
 
 Result<std::vector<Bytes>> PkiEngine::ActiveChain() {
   KW_ASSIGN_OR_RETURN(CaState state, State());
-  const CaVersion* active = state.Active(NowSeconds());
+  const CaVersion* active = state.Signing(NowSeconds());
   if (active == nullptr) {
     return FailedPrecondition("no CA certificate is installed yet: finish the intermediate "
                               "with pki/intermediate/set-signed");
@@ -651,7 +684,7 @@ Result<IssuedSvid> PkiEngine::IssueFor(const PkiRole& role, std::string_view spi
   // version would come back into the bundle and its sequence number go down.
   batch.Expect(std::string(kCaStateKey), stored->raw);
   const std::int64_t now = NowSeconds();
-  const CaVersion* active = state.Active(now);
+  const CaVersion* active = state.Signing(now);
   if (active == nullptr) {
     return FailedPrecondition("no CA certificate is installed yet: finish the intermediate "
                               "with pki/intermediate/set-signed");
@@ -767,7 +800,7 @@ Result<IssuedJwt> PkiEngine::IssueJwt(std::string_view role_name, std::string_vi
   // version would come back into the bundle and its sequence number go down.
   batch.Expect(std::string(kCaStateKey), stored->raw);
   const std::int64_t now = NowSeconds();
-  const CaVersion* active = state.Active(now);
+  const CaVersion* active = state.Signing(now);
   if (active == nullptr) {
     return FailedPrecondition("no CA certificate is installed yet: finish the intermediate "
                               "with pki/intermediate/set-signed");
@@ -902,6 +935,8 @@ Result<TidyResult> PkiEngine::Tidy(std::chrono::seconds safety_buffer,
       const std::string cert_key = std::string(kCertPrefix) + serial_key;
       KW_ASSIGN_OR_RETURN(std::optional<Bytes> raw, storage_.Get(cert_key));
       if (raw) {
+        // A revocation committed in between must not be half removed.
+        batch.Expect(cert_key, *raw);
         KW_ASSIGN_OR_RETURN(CertRecord record, OpenRecord(barrier_, *raw, cert_key));
         if (record.revoked_at != 0) {
           revocations_removed = true;

@@ -10,6 +10,7 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kRolePrefix = "pki/role/";
+constexpr std::size_t kMaxRolePatterns = 1000;
 constexpr std::string_view kSpiffeIdTemplate = "identity.spiffe_id";
 constexpr std::string_view kRoleNameTemplate = "identity.role_name";
 constexpr std::string_view kMetaTemplatePrefix = "identity.meta.";
@@ -103,6 +104,10 @@ Status ValidateRole(const PkiRole& role) {
     return InvalidArgument(
         "missing field \"allowed_spiffe_ids\": list the SPIFFE IDs (or \"<ID>/*\" patterns) "
         "this role may issue");
+  }
+  if (role.allowed_spiffe_ids.size() > kMaxRolePatterns) {
+    return InvalidArgument("invalid field \"allowed_spiffe_ids\": at most " +
+                           std::to_string(kMaxRolePatterns) + " patterns per role");
   }
   for (const std::string& pattern : role.allowed_spiffe_ids) {
     std::string unknown;

@@ -180,16 +180,25 @@ Status detail::VerifyChain(ByteSpan leaf, const std::vector<Bytes>& intermediate
     }
     parsed.push_back(std::move(certificate));
   }
-  if (X509_STORE_CTX_init(context.get(), store.get(), leaf_certificate.get(), chain.get()) != 1) {
-    return Internal("certificate path validation could not start");
-  }
-  X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(context.get());
-  X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_X509_STRICT | X509_V_FLAG_USE_CHECK_TIME);
-  X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(at));
-  if (X509_verify_cert(context.get()) != 1) {
+  // An SVID authenticates both ends of mutual TLS, so the chain must suit both purposes, at
+  // the security level OpenSSL's TLS uses by default (no SHA-1 signatures, no short keys).
+  for (int purpose : {X509_PURPOSE_SSL_CLIENT, X509_PURPOSE_SSL_SERVER}) {
+    if (X509_STORE_CTX_init(context.get(), store.get(), leaf_certificate.get(), chain.get()) !=
+        1) {
+      return Internal("certificate path validation could not start");
+    }
+    X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(context.get());
+    X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_X509_STRICT | X509_V_FLAG_USE_CHECK_TIME);
+    X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(at));
+    X509_VERIFY_PARAM_set_purpose(param, purpose);
+    X509_VERIFY_PARAM_set_auth_level(param, 1);
+    const int verified = X509_verify_cert(context.get());
     const int error = X509_STORE_CTX_get_error(context.get());
-    return InvalidArgument(std::string("certificate path validation failed: ") +
-                           X509_verify_cert_error_string(error));
+    X509_STORE_CTX_cleanup(context.get());
+    if (verified != 1) {
+      return InvalidArgument(std::string("certificate path validation failed: ") +
+                             X509_verify_cert_error_string(error));
+    }
   }
   return OkStatus();
 }

@@ -104,7 +104,8 @@ Bytes CertificateSpki(const X509* certificate);
 Result<KeyType> PublicKeyType(EVP_PKEY* key);
 // RFC 5280 path validation, as openssl verify -x509_strict does it: `leaf` through
 // `intermediates` to `root`, the only trust anchor, at time `at` (Unix seconds), with name
-// constraints and key usages checked. invalid_argument names what fails.
+// constraints, key usages, the TLS client and server purposes and security level 1 checked.
+// invalid_argument names what fails.
 Status VerifyChain(ByteSpan leaf, const std::vector<Bytes>& intermediates, ByteSpan root,
                    std::int64_t at);
 // Colon-separated lower-case hex of an INTEGER's magnitude; "-" in front when negative.

@@ -764,7 +764,8 @@ TEST_SUITE("vault/pki/engine") {
     CHECK(FindJwtAuthority(overlap, v2_kid) != nullptr);
     CHECK(*overlap.sequence > sequence_before);
 
-    f.Advance(59);
+    // Version 2 signs from kSigningLeadSeconds before its activation time.
+    f.Advance(60 - kSigningLeadSeconds - 1);
     const IssuedSvid still_old = f.Issue("web", "spiffe://example.org/a");
     CHECK(still_old.key_version == 1);
     CHECK(still_old.ca_chain == std::vector<Bytes>{first.certificate});
@@ -794,7 +795,7 @@ TEST_SUITE("vault/pki/engine") {
 
     // The last thing version 1 signed expires one hour after start + 59.
     const std::int64_t last_v1_expiry = still_old.expiration;
-    REQUIRE(last_v1_expiry == start + 59 + 3600);
+    REQUIRE(last_v1_expiry == start + 60 - kSigningLeadSeconds - 1 + 3600);
     std::uint64_t previous = *overlap.sequence;
     bool dropped = false;
     for (std::int64_t at = f.Now() + 120; at <= last_v1_expiry + 180; at += 120) {
@@ -1253,6 +1254,26 @@ TEST_SUITE("vault/pki/engine") {
     CheckInvalid(f.engine.StageFederatedBundle("Bad.Domain", valid, batch), "trust_domain");
     CheckInvalid(f.engine.StageFederatedBundle("example.org", valid, batch), "own trust domain");
     CHECK(batch.ops().empty());
+  }
+
+  TEST_CASE("pending intermediate CSR is returned again") {
+    Fixture f;
+    storage::WriteBatch batch;
+    auto first = f.engine.GenerateIntermediate(kTrustDomain, "", seconds(0), batch);
+    REQUIRE(first.has_value());
+    f.Commit(std::move(batch));
+
+    // A second request while the CSR waits returns the same key's CSR and changes nothing.
+    storage::WriteBatch again;
+    auto second = f.engine.GenerateIntermediate("", "", seconds(0), again);
+    REQUIRE(second.has_value());
+    CHECK(again.ops().empty());
+    CHECK(second->key_version == first->key_version);
+    auto first_csr = ParseCsrPem(DerToPem(first->csr, "CERTIFICATE REQUEST"));
+    auto second_csr = ParseCsrPem(DerToPem(second->csr, "CERTIFICATE REQUEST"));
+    REQUIRE(first_csr.has_value());
+    REQUIRE(second_csr.has_value());
+    CHECK(first_csr->spki == second_csr->spki);
   }
 
   TEST_CASE("tampered records do not decrypt") {
