@@ -668,15 +668,11 @@ Result<PkiRole> PkiEngine::RequireRole(std::string_view name) {
   return std::move(*role);
 }
 
-Result<IssuedSvid> PkiEngine::IssueFor(const PkiRole& role, std::string_view spiffe_id,
-                                       std::optional<std::chrono::seconds> ttl,
-                                       const CallerIdentity& caller, const Bytes& spki, bool rsa,
-                                       storage::WriteBatch& batch) {
-  KW_ASSIGN_OR_RETURN(auth::SpiffeId id, ParseWorkloadId(spiffe_id));
-  std::chrono::seconds lifetime = ttl.value_or(role.ttl);
-  if (lifetime.count() <= 0) return InvalidArgument("invalid field \"ttl\": must be positive");
-  lifetime = std::min(lifetime, role.max_ttl);
-
+Result<PkiEngine::SigningContext> PkiEngine::PrepareSigning(const PkiRole& role,
+                                                            const auth::SpiffeId& id,
+                                                            std::string_view spiffe_id,
+                                                            const CallerIdentity& caller,
+                                                            storage::WriteBatch& batch) {
   KW_ASSIGN_OR_RETURN(std::optional<StoredCaState> stored, LoadState());
   if (!stored) return tl::unexpected(State().error());
   const CaState& state = stored->state;
@@ -701,6 +697,21 @@ Result<IssuedSvid> PkiEngine::IssueFor(const PkiRole& role, std::string_view spi
     return InvalidArgument("spiffe_id \"" + std::string(spiffe_id) + "\" is not allowed by role \"" +
                            role.name + "\"");
   }
+  return SigningContext{*active, now};
+}
+
+Result<IssuedSvid> PkiEngine::IssueFor(const PkiRole& role, std::string_view spiffe_id,
+                                       std::optional<std::chrono::seconds> ttl,
+                                       const CallerIdentity& caller, const Bytes& spki, bool rsa,
+                                       storage::WriteBatch& batch) {
+  KW_ASSIGN_OR_RETURN(auth::SpiffeId id, ParseWorkloadId(spiffe_id));
+  std::chrono::seconds lifetime = ttl.value_or(role.ttl);
+  if (lifetime.count() <= 0) return InvalidArgument("invalid field \"ttl\": must be positive");
+  lifetime = std::min(lifetime, role.max_ttl);
+
+  KW_ASSIGN_OR_RETURN(SigningContext signing, PrepareSigning(role, id, spiffe_id, caller, batch));
+  const std::int64_t now = signing.now;
+  const CaVersion* active = &signing.version;
   LeafSpec spec;
   spec.spiffe_id = id.str();
   spec.subject_spki = spki;
@@ -793,28 +804,9 @@ Result<IssuedJwt> PkiEngine::IssueJwt(std::string_view role_name, std::string_vi
   if (lifetime.count() <= 0) return InvalidArgument("invalid field \"ttl\": must be positive");
   lifetime = std::min(lifetime, role.jwt_max_ttl);
 
-  KW_ASSIGN_OR_RETURN(std::optional<StoredCaState> stored, LoadState());
-  if (!stored) return tl::unexpected(State().error());
-  const CaState& state = stored->state;
-  // An issuance signed by a version that a concurrent rotation retired must not commit: the
-  // version would come back into the bundle and its sequence number go down.
-  batch.Expect(std::string(kCaStateKey), stored->raw);
-  const std::int64_t now = NowSeconds();
-  const CaVersion* active = state.Signing(now);
-  if (active == nullptr) {
-    return FailedPrecondition("no CA certificate is installed yet: finish the intermediate "
-                              "with pki/intermediate/set-signed");
-  }
-  if (id.trust_domain != state.trust_domain) {
-    return InvalidArgument("spiffe_id \"" + std::string(spiffe_id) +
-                           "\" is not in this CA's trust domain \"" + state.trust_domain + "\"");
-  }
-  std::vector<std::string> patterns = ExpandPatterns(role, caller);
-  if (std::none_of(patterns.begin(), patterns.end(),
-                   [&](const std::string& p) { return auth::SpiffeIdMatches(p, id); })) {
-    return InvalidArgument("spiffe_id \"" + std::string(spiffe_id) + "\" is not allowed by role \"" +
-                           role.name + "\"");
-  }
+  KW_ASSIGN_OR_RETURN(SigningContext signing, PrepareSigning(role, id, spiffe_id, caller, batch));
+  const std::int64_t now = signing.now;
+  const CaVersion* active = &signing.version;
   const std::int64_t expires_at = std::min(now + lifetime.count(), active->not_after);
   if (expires_at <= now) {
     return FailedPrecondition("the CA certificate of key version " +

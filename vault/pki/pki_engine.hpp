@@ -16,6 +16,7 @@
 #include "hsm/token.hpp"
 #include "storage/storage.hpp"
 #include "vault/barrier/barrier.hpp"
+#include "vault/auth/spiffe_id.hpp"
 #include "vault/pki/ca_store.hpp"
 #include "vault/pki/hsm_signer.hpp"
 #include "vault/pki/jwt_svid.hpp"
@@ -163,6 +164,15 @@ class PkiEngine {
                               const CallerIdentity& caller, const Bytes& spki, bool rsa,
                               storage::WriteBatch& batch);
   Result<PkiRole> RequireRole(std::string_view name);
+  // The CA version that signs now, once `id` is checked against the CA's trust domain and
+  // the role's patterns. Adds to `batch` the expectation that the CA state is unchanged.
+  struct SigningContext {
+    CaVersion version;
+    std::int64_t now = 0;
+  };
+  Result<SigningContext> PrepareSigning(const PkiRole& role, const auth::SpiffeId& id,
+                                        std::string_view spiffe_id, const CallerIdentity& caller,
+                                        storage::WriteBatch& batch);
 
   storage::Storage& storage_;
   Barrier& barrier_;
