@@ -394,6 +394,7 @@ Result<CaResult> PkiEngine::SetSigned(std::string_view pem_chain, storage::Write
         "to and including the self-signed root (2 to 8 certificates)");
   }
   CaState state = stored->state;
+
   std::vector<CertificateInfo> infos;
   for (const Bytes& der : *certificates) {
     auto info = ParseCertificateDer(der);
@@ -410,6 +411,7 @@ Result<CaResult> PkiEngine::SetSigned(std::string_view pem_chain, storage::Write
     return InvalidArgument("invalid field \"certificate\": its public key matches no CSR that "
                            "waits for a certificate");
   }
+
   const std::int64_t now = NowSeconds();
   std::int64_t not_after = infos.front().not_after;
   for (std::size_t i = 0; i < infos.size(); ++i) {
@@ -435,6 +437,7 @@ Result<CaResult> PkiEngine::SetSigned(std::string_view pem_chain, storage::Write
       }
     }
   }
+
   if (!infos.back().self_signed) {
     return InvalidArgument("invalid field \"certificate\": the last certificate must be the "
                            "self-signed root");
@@ -461,6 +464,7 @@ Result<CaResult> PkiEngine::SetSigned(std::string_view pem_chain, storage::Write
                              "would not validate: " + valid.error().message());
     }
   }
+
   version->certificate = infos.front().der;
   version->chain.assign(certificates->begin() + 1, certificates->end());
   version->not_before = infos.front().not_before;
@@ -595,6 +599,7 @@ Result<std::vector<Bytes>> PkiEngine::Crls() {
   const std::int64_t now = NowSeconds();
   KW_ASSIGN_OR_RETURN(LiveVersions live, Live(state, now));
   const CaVersion* active = state.Active(now);
+
   std::vector<const CaVersion*> order;
   if (active != nullptr) order.push_back(active);
   for (const CaVersion* version : live.live) {
@@ -614,6 +619,7 @@ Result<std::vector<Bytes>> PkiEngine::Crls() {
         continue;
       }
     }
+
     const std::string prefix = std::string(kRevokedPrefix) + Padded(version->version, 10) + "/";
     std::vector<RevokedEntry> revoked;
     std::string after;
@@ -628,6 +634,7 @@ Result<std::vector<Bytes>> PkiEngine::Crls() {
       if (page.size() < kScanPage) break;
       after = page.back().key;
     }
+
     KW_ASSIGN_OR_RETURN(std::shared_ptr<const Signer> signer, SignerFor(*version));
     // The CRL number is the build time, or one more than the last number when several CRLs
     // are built within a second, so it grows with every rebuild (RFC 5280 section 5.2.3).

@@ -57,7 +57,7 @@ struct IssuedJwt {
   std::string kid;
 };
 
-// What keyward remembers of a certificate it issued: public data only.
+// The record of a certificate that keyward issued: public data only.
 struct CertRecord {
   std::string serial;  // colon-separated hex
   std::string spiffe_id;
@@ -77,8 +77,8 @@ struct TidyResult {
 // The PKI secrets engine mounted at pki/: an ECDSA P-256 CA whose key versions live in the
 // HSM, roles, X.509-SVID and JWT-SVID issuance, the SPIFFE bundle, revocation and the CRL,
 // and trust bundles of federated trust domains. State changes are staged in the caller's
-// batch; the CA state record is written with check-and-set, so concurrent changes abort and
-// are retried by the router. Thread-safe. Storage, barrier, token and clock must outlive it.
+// batch. The CA state record is written with check-and-set, so a concurrent change aborts and
+// the router retries it. Thread-safe. Storage, barrier, token and clock must outlive it.
 class PkiEngine {
  public:
   PkiEngine(storage::Storage& storage, Barrier& barrier, hsm::Token& token, const Clock& clock);

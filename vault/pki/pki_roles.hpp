@@ -29,9 +29,9 @@ struct PkiRole {
   std::chrono::seconds jwt_max_ttl{3600};
 };
 
-// What a role's templates may read, taken from the calling token only when a login method
-// made it: tokens made any other way carry caller-chosen metadata, so their templates expand
-// to nothing.
+// The caller's identity that role templates read. It is taken from the calling token only
+// when a login method made that token, because other tokens carry metadata their creator
+// chose. For them every template expands to nothing.
 struct CallerIdentity {
   bool from_login = false;
   // {{identity.spiffe_id}}: the SPIFFE ID of the client certificate of an auth/cert login.
