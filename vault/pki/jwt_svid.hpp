@@ -50,8 +50,9 @@ using BundleLookup = std::function<const TrustBundle*(std::string_view trust_dom
 // - JWS compact form only: at most kMaxJwtSvidBytes, three non-empty base64url segments
 //   (JWS JSON serialisation and JWE are rejected);
 // - the header is a JSON object whose `alg`, checked first, is one of ES256 ES384 ES512
-//   RS256 RS384 RS512 PS256 PS384 PS512; it has no member other than alg, kid and typ; typ,
-//   when present, is "JWT" or "JOSE"; kid is a required non-empty string;
+//   RS256 RS384 RS512 PS256 PS384 PS512;
+// - the header has no member other than alg, kid and typ. typ, when present, is "JWT" or
+//   "JOSE", and kid is a required non-empty string;
 // - the claims are a JSON object; sub is a valid SPIFFE ID with a path;
 // - the bundle of sub's trust domain exists and has a key with the header's kid;
 // - alg fits that key (ES256 P-256, ES384 P-384, ES512 P-521, RS and PS an RSA key): the

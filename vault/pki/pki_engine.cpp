@@ -207,6 +207,21 @@ Status StageCrlGeneration(storage::Storage& storage, storage::WriteBatch& batch)
   return OkStatus();
 }
 
+// Returns a new CA version record for the key pair `signer` holds, without a certificate.
+Result<CaVersion> NewVersion(int number, const HsmSigner& signer, std::string common_name,
+                             std::int64_t now) {
+  KW_ASSIGN_OR_RETURN(json jwk, PublicJwkFromSpki(signer.PublicKeySpki()));
+  KW_ASSIGN_OR_RETURN(std::string kid, JwkThumbprint(jwk));
+  CaVersion version;
+  version.version = number;
+  version.key_label = signer.label();
+  version.spki = signer.PublicKeySpki();
+  version.kid = std::move(kid);
+  version.common_name = std::move(common_name);
+  version.created_at = now;
+  return version;
+}
+
 }  // namespace
 
 PkiEngine::PkiEngine(storage::Storage& storage, Barrier& barrier, hsm::Token& token,
@@ -288,20 +303,12 @@ Result<CaResult> PkiEngine::GenerateRoot(std::string_view trust_domain, std::str
   KW_ASSIGN_OR_RETURN(std::shared_ptr<HsmSigner> signer, NewKey(1));
   CaCertSpec spec{std::string(trust_domain), common_name, now - 60, now + ttl.count()};
   KW_ASSIGN_OR_RETURN(Bytes certificate, BuildSelfSignedCa(spec, *signer));
-  KW_ASSIGN_OR_RETURN(json jwk, PublicJwkFromSpki(signer->PublicKeySpki()));
-  KW_ASSIGN_OR_RETURN(std::string kid, JwkThumbprint(jwk));
 
   CaState state;
   state.trust_domain = std::string(trust_domain);
   state.mode = "root";
-  CaVersion version;
-  version.version = 1;
-  version.key_label = signer->label();
-  version.spki = signer->PublicKeySpki();
-  version.kid = kid;
-  version.common_name = spec.common_name;
+  KW_ASSIGN_OR_RETURN(CaVersion version, NewVersion(1, *signer, spec.common_name, now));
   version.certificate = certificate;
-  version.created_at = now;
   version.activate_at = now;
   version.not_before = spec.not_before;
   version.not_after = spec.not_after;
@@ -354,15 +361,8 @@ Result<CaResult> PkiEngine::GenerateIntermediate(std::string_view trust_domain,
   KW_ASSIGN_OR_RETURN(std::shared_ptr<HsmSigner> signer, NewKey(number));
   CaCertSpec spec{state.trust_domain, common_name, 0, 0};
   KW_ASSIGN_OR_RETURN(Bytes csr, BuildCaCsr(spec, *signer));
-  KW_ASSIGN_OR_RETURN(json jwk, PublicJwkFromSpki(signer->PublicKeySpki()));
-  KW_ASSIGN_OR_RETURN(std::string kid, JwkThumbprint(jwk));
-  CaVersion version;
-  version.version = number;
-  version.key_label = signer->label();
-  version.spki = signer->PublicKeySpki();
-  version.kid = kid;
-  version.common_name = common_name;
-  version.created_at = NowSeconds();
+  KW_ASSIGN_OR_RETURN(CaVersion version,
+                      NewVersion(number, *signer, common_name, NowSeconds()));
   version.activation_delay = number == 1 ? 0 : activation_delay.count();
   state.versions.push_back(version);
   KW_RETURN_IF_ERROR(StageCaState(state, previous, barrier_, batch));
@@ -498,16 +498,8 @@ Result<CaResult> PkiEngine::Rotate(std::optional<std::chrono::seconds> ttl,
                                           std::to_string(number),
                   now - 60, now + lifetime};
   KW_ASSIGN_OR_RETURN(Bytes certificate, BuildSelfSignedCa(spec, *signer));
-  KW_ASSIGN_OR_RETURN(json jwk, PublicJwkFromSpki(signer->PublicKeySpki()));
-  KW_ASSIGN_OR_RETURN(std::string kid, JwkThumbprint(jwk));
-  CaVersion version;
-  version.version = number;
-  version.key_label = signer->label();
-  version.spki = signer->PublicKeySpki();
-  version.kid = kid;
-  version.common_name = spec.common_name;
+  KW_ASSIGN_OR_RETURN(CaVersion version, NewVersion(number, *signer, spec.common_name, now));
   version.certificate = certificate;
-  version.created_at = now;
   version.activate_at = now + delay;
   version.not_before = spec.not_before;
   version.not_after = spec.not_after;

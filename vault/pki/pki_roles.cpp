@@ -109,6 +109,7 @@ Status ValidateRole(const PkiRole& role) {
     return InvalidArgument("invalid field \"allowed_spiffe_ids\": at most " +
                            std::to_string(kMaxRolePatterns) + " patterns per role");
   }
+
   for (const std::string& pattern : role.allowed_spiffe_ids) {
     std::string unknown;
     // A sample value for each template shows whether the pattern can ever be valid.
@@ -139,6 +140,7 @@ Status ValidateRole(const PkiRole& role) {
                              "\": " + valid.error().message());
     }
   }
+
   auto positive = [](std::chrono::seconds value, std::string_view field) -> Status {
     if (value.count() <= 0) {
       return InvalidArgument("invalid field \"" + std::string(field) +
@@ -150,6 +152,7 @@ Status ValidateRole(const PkiRole& role) {
   KW_RETURN_IF_ERROR(positive(role.max_ttl, "max_ttl"));
   KW_RETURN_IF_ERROR(positive(role.jwt_ttl, "jwt_ttl"));
   KW_RETURN_IF_ERROR(positive(role.jwt_max_ttl, "jwt_max_ttl"));
+
   if (role.ttl > role.max_ttl) {
     return InvalidArgument("invalid field \"ttl\": it exceeds max_ttl");
   }
@@ -159,6 +162,7 @@ Status ValidateRole(const PkiRole& role) {
   if (role.not_before_skew.count() < 0 || role.not_before_skew > std::chrono::hours(1)) {
     return InvalidArgument("invalid field \"not_before_skew\": use 0s to 1h");
   }
+
   if (role.key_type == "ec") {
     if (role.key_bits != 0 && role.key_bits != 256 && role.key_bits != 384) {
       return InvalidArgument("invalid field \"key_bits\": an ec key is 256 or 384 bits");

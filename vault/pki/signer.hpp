@@ -5,8 +5,8 @@
 
 namespace kw::vault::pki {
 
-// An ECDSA P-256 signing key whose private half the caller never sees. In the server it lives
-// in the HSM (HsmSigner); tests may use a software key. Everything in vault/pki/ that signs
+// An ECDSA P-256 signing key whose private half never reaches the caller. In the server it
+// lives in the HSM (HsmSigner), and tests may use a software key. Everything in vault/pki/ that signs
 // (certificates, CSRs, CRLs, JWT-SVIDs) goes through this interface, so a certificate or
 // token is signed by exactly one call to SignDigest.
 class Signer {
