@@ -12,12 +12,13 @@ using vault::policy::Capability;
 
 // Paths that need `sudo` on top of the operation's capability, as in Vault. A prefix entry
 // ends in '/'.
-constexpr std::array<std::string_view, 13> kSudoPaths = {
+constexpr std::array<std::string_view, 16> kSudoPaths = {
     "auth/token/create-orphan",
     "sys/rotate",      "sys/seal",          "sys/audit/verify",
     "sys/audit-hash/", "sys/key-status",    "auth/token/revoke-orphan",
     "auth/token/accessors", "sys/leases/revoke-prefix/", "sys/leases/revoke-force/",
     "sys/revoke-prefix/",   "sys/revoke-force/",         "sys/leases/lookup/",
+    "sys/audit/records",    "sys/audit/checkpoints",     "sys/audit/prune",
 };
 
 // Paths every token may use on itself whatever its bound paths: without them a bound token

@@ -14,9 +14,11 @@
 #include "api/lease_handlers.hpp"
 #include "api/metrics_handlers.hpp"
 #include "api/pki_handlers.hpp"
+#include "api/audit_handlers.hpp"
 // [wiring: includes]
 #include "base/bytes.hpp"
 #include "base/log.hpp"
+#include "vault/auth/x509_svid.hpp"
 
 namespace kw::api {
 namespace {
@@ -81,6 +83,7 @@ Result<Reply> Dispatch(RequestContext& c) {
       c.path.starts_with("sys/revoke-force/") || c.path == "sys/renew" ||
       c.path.starts_with("sys/renew/")) return HandleLeases(c);
   if (c.path == "sys/metrics") return HandleMetrics(c);
+  if (c.path.starts_with("sys/audit/") && c.path != "sys/audit/verify") return HandleAuditLog(c);
   if (c.path.starts_with("sys/")) return HandleSys(c);
   if (c.path == "database" || c.path.starts_with("database/")) return HandleDatabase(c);
   if (c.path == "pki" || c.path.starts_with("pki/")) return HandlePki(c);
@@ -125,6 +128,30 @@ void LogServerError(const RequestContext& c, const Reply& reply) {
                                 {log::kError, errors}});
 }
 
+// Returns the SPIFFE ID of the client's verified TLS certificate; empty without one or when
+// the certificate holds no valid SPIFFE ID.
+std::string ClientSpiffeId(const HttpRequest& request) {
+  if (!request.client_certificate_der) return {};
+  auto certificate = vault::auth::ParseDerCertificate(*request.client_certificate_der);
+  if (!certificate) return {};
+  auto id = vault::auth::CheckX509SvidLeaf(certificate->get());
+  return id ? id->str() : std::string();
+}
+
+// Returns the error messages of `reply` joined by "; "; empty when it carries none.
+std::string ErrorText(const Reply& reply) {
+  if (!reply.body.is_object()) return {};
+  const auto errors = reply.body.find("errors");
+  if (errors == reply.body.end() || !errors->is_array()) return {};
+  std::string text;
+  for (const auto& message : *errors) {
+    if (!message.is_string()) continue;
+    if (!text.empty()) text += "; ";
+    text += message.get<std::string>();
+  }
+  return text;
+}
+
 bool IsAuditVerify(const RequestContext& c) {
   return c.path == "sys/audit/verify" && c.operation == "read" && c.identity.root;
 }
@@ -165,6 +192,10 @@ HttpResponse Router::Handle(HttpRequest& request) {
   }
   auto vault = core_.Acquire();
   if (!vault) return ToHttp(ErrorReply(503, {"Vault is sealed"}));
+  // While a required audit sink is failed, no handler runs; the refusal is still recorded in
+  // the database.
+  vault::audit::SinkSet* const sinks = core_.audit_sinks();
+  const Status sinks_ready = sinks ? sinks->CheckRequired() : OkStatus();
 
   RequestContext c(request, core_, *vault);
   c.request_id = RandomUuid();
@@ -219,6 +250,8 @@ HttpResponse Router::Handle(HttpRequest& request) {
     }
     if (!identity) {
       reply = ReplyForError(identity.error());
+    } else if (!sinks_ready) {
+      reply = ReplyForError(sinks_ready.error());
     } else if (!target) {
       reply = ReplyForError(target.error());
     } else if (!body) {
@@ -238,21 +271,25 @@ HttpResponse Router::Handle(HttpRequest& request) {
       identity = c.vault->tokens->Authenticate(token, request.remote_address, &c.batch);
     }
 
-    vault::audit::AuditEntry entry{c.request_id,
-                                   core_.clock().Now(),
-                                   request.remote_address,
-                                   c.identity.accessor,
-                                   c.identity.entry ? c.identity.entry->chain
-                                                    : std::vector<std::string>(),
-                                   c.operation,
-                                   c.method,
-                                   c.path,
-                                   reply.status,
-                                   c.body,
-                                   reply.body};
+    vault::audit::AuditEntry entry;
+    entry.request_id = c.request_id;
+    entry.time = core_.clock().Now();
+    entry.client_address = request.remote_address;
+    entry.client_spiffe_id = ClientSpiffeId(request);
+    entry.accessor = c.identity.accessor;
+    if (c.identity.entry) entry.delegation_chain = c.identity.entry->chain;
+    entry.operation = c.operation;
+    entry.method = c.method;
+    entry.path = c.path;
+    entry.mount = vault::audit::MountOf(c.path);
+    entry.status = reply.status;
+    entry.error = ErrorText(reply);
+    entry.request_body = c.body;
+    entry.response_body = reply.body;
     storage::WriteBatch batch = std::move(c.batch);
     c.batch = storage::WriteBatch();
-    if (auto attached = c.vault->audit->Attach(entry, batch); !attached) {
+    std::shared_ptr<vault::audit::AppendedRecord> appended;
+    if (auto attached = c.vault->audit->Attach(entry, batch, appended); !attached) {
       // A damaged log rejects every append (fail closed). The operator must still see what
       // is damaged, so the root token's verify request gets its response without a record.
       if (attached.error().code() == Code::kDataLoss && IsAuditVerify(c)) {
@@ -267,7 +304,17 @@ HttpResponse Router::Handle(HttpRequest& request) {
     auto committed = core_.storage().Commit(std::move(batch));
     if (committed) {
       if (reply.status >= 500) LogServerError(c, reply);
+      const Status delivered = sinks && appended
+                                   ? sinks->Deliver(appended->sequence, appended->canonical)
+                                   : OkStatus();
       if (c.after_commit) c.after_commit();
+      // As in Vault when the response entry fails: the change is committed, but the client
+      // gets 503 because a required sink lacks its record.
+      if (!delivered && sinks_ready) {
+        log::Error("audit sink failed after the request committed; responded with 503",
+                   {{log::kRequestId, c.request_id}, {log::kError, delivered.error().message()}});
+        return ToHttp(ReplyForError(delivered.error()));
+      }
       return ToHttp(reply);
     }
     if (committed.error().code() == Code::kAborted && attempt < kMaxAttempts) continue;

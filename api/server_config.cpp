@@ -8,6 +8,7 @@
 
 #include "api/json_fields.hpp"
 #include "base/duration.hpp"
+#include "vault/audit/sinks.hpp"
 
 namespace kw::api {
 namespace {
@@ -124,6 +125,131 @@ Status ReadHsm(const json& hsm, vault::CoreConfig& core) {
   return OkStatus();
 }
 
+Status ReadSeconds(const json& object, const std::string& key, std::string_view section,
+                   bool allow_zero, std::chrono::seconds& out) {
+  auto value = OptionalDuration(object, key);
+  if (!value || (*value && !allow_zero && (*value)->count() == 0)) {
+    return InvalidArgument("config: \"" + std::string(section) + key + "\" must be a " +
+                           (allow_zero ? "" : "positive ") + "duration such as \"30s\"");
+  }
+  if (*value) out = **value;
+  return OkStatus();
+}
+
+// Returns true when `name` can name a sink in sys/audit-hash/<name>: letters, digits, '.', '_'
+// and '-', at most 64 characters.
+bool IsValidSinkName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (const char c : name) {
+    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!allowed) return false;
+  }
+  return true;
+}
+
+Status ReadSink(const json& object, std::size_t index, vault::audit::SinkConfig& sink) {
+  const std::string section = "audit.sinks[" + std::to_string(index) + "].";
+  if (!object.is_object()) {
+    return InvalidArgument("config: \"audit.sinks[" + std::to_string(index) +
+                           "]\" must be a JSON object");
+  }
+  KW_RETURN_IF_ERROR(RejectUnknownKeys(object, section,
+                                       {"name", "type", "path", "required", "facility", "tag"}));
+  KW_RETURN_IF_ERROR(ReadString(object, "name", section, sink.name));
+  KW_RETURN_IF_ERROR(ReadString(object, "type", section, sink.type));
+  KW_RETURN_IF_ERROR(ReadString(object, "path", section, sink.path));
+  KW_RETURN_IF_ERROR(ReadString(object, "facility", section, sink.facility));
+  KW_RETURN_IF_ERROR(ReadString(object, "tag", section, sink.tag));
+  auto required = OptionalBool(object, "required");
+  if (!required) return InvalidArgument("config: \"" + section + "required\" must be a boolean");
+  sink.required = required->value_or(true);
+
+  if (!IsValidSinkName(sink.name) || sink.name == "database") {
+    return InvalidArgument("config: \"" + section + "name\" must be 1 to 64 letters, digits, "
+                           "'.', '_' or '-', and not \"database\", which names the database log");
+  }
+  if (sink.type == "file") {
+    if (!sink.path.starts_with('/')) {
+      return InvalidArgument("config: \"" + section + "path\" must be an absolute file path");
+    }
+    if (object.contains("facility") || object.contains("tag")) {
+      return InvalidArgument("config: \"" + section + "facility\" and \"" + section +
+                             "tag\" apply to syslog sinks only");
+    }
+  } else if (sink.type == "syslog") {
+    if (sink.path.empty()) sink.path = "/dev/log";
+    if (!sink.path.starts_with('/')) {
+      return InvalidArgument("config: \"" + section + "path\" must be an absolute socket path");
+    }
+    if (!vault::audit::SyslogFacilityCode(sink.facility)) {
+      return InvalidArgument("config: \"" + section + "facility\" must be a syslog facility "
+                             "such as auth, authpriv, daemon, user or local0 to local7");
+    }
+    if (!vault::audit::IsValidSyslogTag(sink.tag)) {
+      return InvalidArgument("config: \"" + section + "tag\" must be 1 to 48 printable ASCII "
+                             "characters without spaces");
+    }
+  } else {
+    return InvalidArgument("config: \"" + section + "type\" must be \"file\" or \"syslog\"");
+  }
+  return OkStatus();
+}
+
+Status ReadSinks(const json& sinks, std::vector<vault::audit::SinkConfig>& out) {
+  if (!sinks.is_array()) return InvalidArgument("config: \"audit.sinks\" must be a JSON array");
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < sinks.size(); ++i) {
+    vault::audit::SinkConfig sink;
+    KW_RETURN_IF_ERROR(ReadSink(sinks[i], i, sink));
+    if (!names.insert(sink.name).second) {
+      return InvalidArgument("config: \"audit.sinks[" + std::to_string(i) +
+                             "].name\": the name \"" + sink.name +
+                             "\" is used by an earlier sink");
+    }
+    out.push_back(std::move(sink));
+  }
+  return OkStatus();
+}
+
+Status ReadAudit(const json& audit, vault::audit::AuditSettings& settings) {
+  KW_RETURN_IF_ERROR(RejectUnknownKeys(audit, "audit.",
+                                       {"sinks", "checkpoint_interval", "origin",
+                                        "checkpoint_key_type", "retention", "archive_dir"}));
+  if (audit.contains("sinks")) KW_RETURN_IF_ERROR(ReadSinks(audit["sinks"], settings.sinks));
+
+  KW_RETURN_IF_ERROR(ReadSeconds(audit, "checkpoint_interval", "audit.", /*allow_zero=*/false,
+                                 settings.checkpoint_interval));
+
+  KW_RETURN_IF_ERROR(ReadString(audit, "origin", "audit.", settings.origin));
+  for (const unsigned char byte : settings.origin) {
+    // The origin is also the signed-note key name, which must not contain spaces or '+'.
+    if (byte <= ' ' || byte == '+' || byte == 0x7F) {
+      return InvalidArgument("config: \"audit.origin\" must not contain whitespace, control "
+                             "characters or '+'");
+    }
+  }
+
+  KW_RETURN_IF_ERROR(
+      ReadString(audit, "checkpoint_key_type", "audit.", settings.checkpoint_key_type));
+  if (settings.checkpoint_key_type != "ed25519" && settings.checkpoint_key_type != "ecdsa-p256") {
+    return InvalidArgument(
+        "config: \"audit.checkpoint_key_type\" must be \"ed25519\" or \"ecdsa-p256\"");
+  }
+
+  KW_RETURN_IF_ERROR(
+      ReadSeconds(audit, "retention", "audit.", /*allow_zero=*/true, settings.retention));
+  KW_RETURN_IF_ERROR(ReadString(audit, "archive_dir", "audit.", settings.archive_dir));
+  if (!settings.archive_dir.empty() && !settings.archive_dir.starts_with('/')) {
+    return InvalidArgument("config: \"audit.archive_dir\" must be an absolute directory path");
+  }
+  if (settings.retention.count() > 0 && settings.archive_dir.empty()) {
+    return InvalidArgument("config: \"audit.retention\" needs \"audit.archive_dir\", where "
+                           "pruned records are archived");
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Status ParseListenAddress(std::string_view address, ServerOptions& options) {
@@ -152,7 +278,8 @@ Result<ServerConfig> ParseServerConfig(std::string_view text) {
     return InvalidArgument("config: invalid JSON at byte " + std::to_string(error.byte));
   }
   if (!root.is_object()) return InvalidArgument("config: the top level must be a JSON object");
-  KW_RETURN_IF_ERROR(RejectUnknownKeys(root, "", {"listener", "storage", "hsm", "log_level"}));
+  KW_RETURN_IF_ERROR(
+      RejectUnknownKeys(root, "", {"listener", "storage", "hsm", "audit", "log_level"}));
 
   ServerConfig config;
   config.core.token.module_path = "/usr/lib/softhsm/libsofthsm2.so";
@@ -169,6 +296,9 @@ Result<ServerConfig> ParseServerConfig(std::string_view text) {
   KW_ASSIGN_OR_RETURN(const json* hsm, Section(root, "hsm"));
   if (!hsm) return InvalidArgument("config: the \"hsm\" section is required");
   KW_RETURN_IF_ERROR(ReadHsm(*hsm, config.core));
+
+  KW_ASSIGN_OR_RETURN(const json* audit, Section(root, "audit"));
+  if (audit) KW_RETURN_IF_ERROR(ReadAudit(*audit, config.core.audit));
 
   KW_RETURN_IF_ERROR(ReadString(root, "log_level", "", config.log_level));
   if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warn" &&

@@ -157,15 +157,26 @@ Result<ServerConfig> PrepareDev(const ServerFlags& flags) {
   return config;
 }
 
-Status WaitForSignal() {
+// Waits for SIGINT or SIGTERM. SIGHUP in between reopens the audit sinks (after logrotate
+// renamed a file) and the wait goes on.
+Status WaitForSignal(vault::audit::SinkSet* sinks) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  int received = 0;
-  if (sigwait(&signals, &received) != 0) return Internal("sigwait failed");
-  log::Info("signal received, shutting down", {{"signal", received == SIGINT ? "SIGINT" : "SIGTERM"}});
-  return OkStatus();
+  sigaddset(&signals, SIGHUP);
+  for (;;) {
+    int received = 0;
+    if (sigwait(&signals, &received) != 0) return Internal("sigwait failed");
+    if (received == SIGHUP) {
+      log::Info("signal received, reopening audit sinks", {{"signal", "SIGHUP"}});
+      if (sinks) sinks->Reopen();
+      continue;
+    }
+    log::Info("signal received, shutting down",
+              {{"signal", received == SIGINT ? "SIGINT" : "SIGTERM"}});
+    return OkStatus();
+  }
 }
 
 void ApplyLogLevel(const std::string& level) {
@@ -185,6 +196,14 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
   }
   SystemClock clock;
   vault::Core core(config.core, **storage, clock);
+  // Sinks catch up with the records already in the database before anything new is written.
+  auto sinks = vault::audit::SinkSet::Open(config.core.audit.sinks, **storage, clock);
+  if (!sinks) {
+    log::Error("cannot open the audit sinks", {{log::kError, sinks.error().message()}});
+    std::cerr << "error: " << sinks.error().message() << "\n";
+    return 1;
+  }
+  core.SetAuditSinks(std::move(*sinks));
 
   std::optional<SecretBuffer> root_token;
   if (flags.dev) {
@@ -257,7 +276,7 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
   // Expired tokens are refused on use; the sweeper removes them so the store stays bounded.
   core.StartSweeper(std::chrono::seconds(10));
 
-  const Status waited = WaitForSignal();
+  const Status waited = WaitForSignal(core.audit_sinks());
   core.StopSweeper();
   (*server)->Stop();
   core.Seal();
@@ -280,11 +299,12 @@ int RunServer(const std::vector<std::string>& args) {
     PrintUsage();
     return 2;
   }
-  // Block the stop signals in every thread; the main thread takes them with sigwait.
+  // Block the stop signals and SIGHUP in every thread; the main thread takes them with sigwait.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
   // The database, its WAL and the dev data files are for this user alone.

@@ -1,7 +1,10 @@
 #include "api/sys_handlers.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "api/json_fields.hpp"
 #include "base/log.hpp"
@@ -50,14 +53,38 @@ nlohmann::json SealStatus(vault::Core& core, bool initialized) {
   return status;
 }
 
+// Returns the state of every audit sink, as sys/health lists it, and sets `required_failed`
+// when a required one is failed. Checking first gives a failed sink its recovery attempt, so
+// that health polling alone brings a sink back.
+nlohmann::json AuditSinkHealth(vault::Core& core, bool& required_failed) {
+  required_failed = false;
+  nlohmann::json list = nlohmann::json::array();
+  vault::audit::SinkSet* sinks = core.audit_sinks();
+  if (!sinks) return list;
+  (void)sinks->CheckRequired();
+  for (const vault::audit::SinkStatus& sink : sinks->Health()) {
+    list.push_back({{"name", sink.name},
+                    {"type", sink.type},
+                    {"required", sink.required},
+                    {"healthy", sink.healthy},
+                    {"error", sink.error}});
+    if (sink.required && !sink.healthy) required_failed = true;
+  }
+  return list;
+}
+
 Reply Health(vault::Core& core, const HttpRequest& http, const ParsedTarget& target,
              bool initialized) {
   const bool sealed = core.sealed();
+  bool audit_failed = false;
+  nlohmann::json audit_sinks = AuditSinkHealth(core, audit_failed);
   int status = StatusParameter(target, "activecode", 200);
   if (!initialized) {
     status = StatusParameter(target, "uninitcode", 501);
   } else if (sealed) {
     status = StatusParameter(target, "sealedcode", 503);
+  } else if (audit_failed) {
+    status = 503;  // requests are refused until the sink recovers
   }
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   nlohmann::json body = {
@@ -70,7 +97,9 @@ Reply Health(vault::Core& core, const HttpRequest& http, const ParsedTarget& tar
       {"server_time_utc", std::chrono::duration_cast<std::chrono::seconds>(now).count()},
       {"version", kVersion},
       {"cluster_name", "keyward"},
-      {"cluster_id", ""}};
+      {"cluster_id", ""},
+      {"audit_sinks", std::move(audit_sinks)},
+      {"audit_failed", audit_failed}};
   if (http.method == "HEAD") return Reply{status, nullptr};
   return Reply{status, std::move(body)};
 }
@@ -204,12 +233,32 @@ Result<Reply> AuditVerify(RequestContext& c) {
                          {"records_checked", report.records_checked},
                          {"head_sequence", report.head_sequence},
                          {"first_broken_sequence", nullptr},
-                         {"reason", report.reason}};
+                         {"reason", report.reason},
+                         {"tree_size", report.tree_size},
+                         {"root", report.root},
+                         {"checkpoints_verified", report.checkpoints_verified}};
   if (report.first_broken_sequence) data["first_broken_sequence"] = *report.first_broken_sequence;
   return Reply{200, Envelope(c, std::move(data))};
 }
 
+// Returns the audit devices that sys/audit-hash/<name> accepts: the database log, then the
+// configured sinks. All of them share the HSM's audit HMAC key.
+std::vector<std::string> AuditDeviceNames(vault::Core& core) {
+  std::vector<std::string> names = {"database"};
+  if (vault::audit::SinkSet* sinks = core.audit_sinks()) {
+    for (std::string& name : sinks->Names()) names.push_back(std::move(name));
+  }
+  return names;
+}
+
 Result<Reply> AuditHash(RequestContext& c) {
+  const std::string device = c.path.substr(std::string_view("sys/audit-hash/").size());
+  const std::vector<std::string> devices = AuditDeviceNames(c.core);
+  if (std::find(devices.begin(), devices.end(), device) == devices.end()) {
+    std::string known;
+    for (const std::string& name : devices) known += (known.empty() ? "" : ", ") + name;
+    return InvalidArgument("unknown audit device \"" + device + "\": use one of " + known);
+  }
   KW_ASSIGN_OR_RETURN(auto input, OptionalString(c.body, "input"));
   if (!input) return InvalidArgument("missing field \"input\": the value to hash");
   auto hash = c.vault->audit->Hash(*input);

@@ -7,6 +7,8 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/audit_commands.hpp"
+
 namespace kw::cli {
 namespace {
 
@@ -48,7 +50,8 @@ void PrintUsage(std::ostream& out = std::cerr) {
                "Commands:\n"
                "  server         run the server (keyward server -dev, keyward server -config FILE)\n"
                "  status         print the seal status\n"
-               "  audit verify   recompute the audit hash chain and report the first break\n\n"
+               "  audit          verify the audit log (online or offline), export it, save\n"
+               "                 checkpoints, fetch proofs, query records (keyward audit -help)\n\n"
                "Flags: -address=URL (KEYWARD_ADDR, VAULT_ADDR), -token=TOKEN (KEYWARD_TOKEN, "
                "VAULT_TOKEN)\n"
                "Example: KEYWARD_TOKEN=... keyward audit verify\n";
@@ -104,28 +107,6 @@ int Status(const GlobalFlags& flags) {
   return body.value("sealed", true) ? 2 : 0;
 }
 
-int AuditVerify(const GlobalFlags& flags) {
-  auto reply = Get(flags, "/v1/sys/audit/verify");
-  if (!reply) return 1;
-  if (reply->first != 200) {
-    PrintErrors(reply->first, reply->second);
-    if (reply->first == 403) {
-      std::cerr << "hint: audit verify needs the root token (-token or KEYWARD_TOKEN)\n";
-    }
-    return 1;
-  }
-  const nlohmann::json data = reply->second.value("data", nlohmann::json::object());
-  const bool ok = data.value("ok", false);
-  std::cout << "Verified        " << (ok ? "true" : "false") << "\n"
-            << "Records checked " << data.value("records_checked", 0) << "\n"
-            << "Head sequence   " << data.value("head_sequence", 0) << "\n";
-  if (!ok) {
-    std::cout << "First broken    " << data.value("first_broken_sequence", nlohmann::json()).dump()
-              << "\nReason          " << data.value("reason", "") << "\n";
-  }
-  return ok ? 0 : 1;
-}
-
 }  // namespace
 
 int RunClient(const std::vector<std::string>& args) {
@@ -134,15 +115,19 @@ int RunClient(const std::vector<std::string>& args) {
     PrintUsage();
     return 2;
   }
+  const auto& rest = flags->rest;
+  // The audit subcommands have help of their own.
+  if (rest[0] == "audit") {
+    return RunAudit(ServerTarget{flags->address, flags->token},
+                    std::vector<std::string>(rest.begin() + 1, rest.end()));
+  }
   for (const std::string& arg : flags->rest) {
     if (arg == "-help" || arg == "--help" || arg == "-h" || arg == "help") {
       PrintUsage(std::cout);
       return 0;
     }
   }
-  const auto& rest = flags->rest;
   if (rest[0] == "status" && rest.size() == 1) return Status(*flags);
-  if (rest[0] == "audit" && rest.size() == 2 && rest[1] == "verify") return AuditVerify(*flags);
   std::cerr << "unknown command: " << rest[0] << "\n";
   PrintUsage();
   return 2;

@@ -99,6 +99,21 @@ class Token {
   // signature r ‖ s (64 bytes for P-256). invalid_argument when `digest` is not 32 bytes.
   virtual Result<Bytes> SignEcdsa(KeyHandle key, ByteSpan digest) = 0;
 
+  // Generates a non-extractable Ed25519 key pair on the token (CKM_EC_EDWARDS_KEY_PAIR_GEN),
+  // both halves labelled `label`, with the same protection as GenerateEcP256KeyPair: the
+  // private key may only sign, the public key only verify. Returns the private key.
+  // already_exists when a private key with `label` exists.
+  virtual Result<KeyHandle> GenerateEd25519KeyPair(std::string_view label) = 0;
+
+  // Reads the public key of the Ed25519 key pair labelled `label` as the raw 32 bytes of
+  // RFC 8032. not_found when no public key has that label; failed_precondition when it is not
+  // an Ed25519 key.
+  virtual Result<Bytes> GetEd25519PublicKey(std::string_view label) = 0;
+
+  // Signs `message` with pure Ed25519 (CKM_EDDSA without parameters) under the private key
+  // `key`. Returns the 64-byte RFC 8032 signature.
+  virtual Result<Bytes> SignEd25519(KeyHandle key, ByteSpan message) = 0;
+
   // Reads the protection attributes of `key`. When FindKey or Generate*Key returned a session
   // copy of a token key, they are the token key's, so `token` and `local` describe the key
   // itself rather than the copy.

@@ -11,12 +11,15 @@
 
 #include "base/bytes.hpp"
 #include "base/log.hpp"
+#include "vault/audit/retention.hpp"
 #include "vault/auth/token_format.hpp"
 
 namespace kw::vault {
 namespace {
 
 constexpr std::string_view kInitKey = "sys/init";
+// The checkpoint key's label, note name (origin) and type, fixed when the key is created.
+constexpr std::string_view kCheckpointKeyRecord = "sys/audit/checkpoint-key";
 
 Result<SecretBuffer> ReadPinFile(const std::string& path) {
   struct stat info {};
@@ -48,6 +51,7 @@ audit::AuditEntry Core::InternalAuditEntry(std::string_view path, const std::str
   entry.operation = "update";
   entry.method = "PUT";
   entry.path = std::string(path);
+  entry.mount = audit::MountOf(path);
   entry.status = 200;
   return entry;
 }
@@ -109,9 +113,12 @@ Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
 
   KW_ASSIGN_OR_RETURN(state->barrier, Barrier::Load(*state->token));
   KW_ASSIGN_OR_RETURN(hsm::KeyHandle hmac_key, state->token->FindKey(kAuditHmacKeyLabel));
+  KW_ASSIGN_OR_RETURN(auto checkpoint_signer, OpenCheckpointSigner(*state->token));
   // An initialised vault recorded its initialisation, so its log is never empty.
-  KW_ASSIGN_OR_RETURN(state->audit, audit::AuditLog::Open(storage_, *state->token, hmac_key,
-                                                          clock_, /*require_head=*/!create_keys));
+  KW_ASSIGN_OR_RETURN(state->audit,
+                      audit::AuditLog::Open(storage_, *state->token, hmac_key, clock_,
+                                            /*require_head=*/!create_keys,
+                                            std::move(checkpoint_signer)));
   state->tokens = std::make_unique<auth::TokenStore>(storage_, *state->barrier, clock_);
   KW_RETURN_IF_ERROR(state->tokens->Load());
   state->secret = std::make_unique<kv::KvEngine>("secret", storage_, *state->barrier, clock_);
@@ -134,6 +141,77 @@ Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
   // [wiring: construct] one line per auth method or store, each constructed from
   // (storage_, *state->barrier, clock_).
   return state;
+}
+
+Result<std::unique_ptr<audit::note::NoteSigner>> Core::OpenCheckpointSigner(hsm::Token& token) {
+  using audit::note::KeyType;
+  KW_ASSIGN_OR_RETURN(const std::optional<Bytes> stored, storage_.Get(kCheckpointKeyRecord));
+  std::string name;
+  std::string type_name;
+  if (stored) {
+    const nlohmann::json record = nlohmann::json::parse(AsText(*stored), nullptr, false);
+    if (!record.is_object() || !record.contains("name") || !record["name"].is_string() ||
+        !record.contains("type") || !record["type"].is_string()) {
+      return DataLoss("the audit checkpoint key record " + std::string(kCheckpointKeyRecord) +
+                      " is malformed");
+    }
+    name = record["name"].get<std::string>();
+    type_name = record["type"].get<std::string>();
+    if (!config_.audit.origin.empty() && config_.audit.origin != name) {
+      log::Warn("audit origin in the config differs from the one fixed when the checkpoint key "
+                "was created; the stored one is used",
+                {{"configured", config_.audit.origin}, {"stored", name}});
+    }
+  } else {
+    name = config_.audit.origin.empty() ? "keyward.audit/" + ToHex(RandomBytes(8))
+                                        : config_.audit.origin;
+    type_name = config_.audit.checkpoint_key_type;
+  }
+  if (type_name != "ed25519" && type_name != "ecdsa-p256") {
+    return InvalidArgument("audit checkpoint_key_type \"" + type_name +
+                           "\" is not supported: use ed25519 or ecdsa-p256");
+  }
+  const KeyType type = type_name == "ed25519" ? KeyType::kEd25519 : KeyType::kEcdsaP256;
+
+  if (!stored) {
+    // A key left on the token by an earlier start that failed before storing the record is
+    // reused: its label is fixed.
+    Result<hsm::KeyHandle> created =
+        type == KeyType::kEd25519 ? token.GenerateEd25519KeyPair(kAuditCheckpointKeyLabel)
+                                  : token.GenerateEcP256KeyPair(kAuditCheckpointKeyLabel);
+    if (!created && created.error().code() != Code::kAlreadyExists) {
+      return tl::unexpected(created.error().WithContext("create audit checkpoint key"));
+    }
+    const std::string record =
+        nlohmann::json{{"label", kAuditCheckpointKeyLabel}, {"name", name}, {"type", type_name}}
+            .dump();
+    storage::WriteBatch batch;
+    batch.Expect(std::string(kCheckpointKeyRecord), std::nullopt);
+    batch.Put(std::string(kCheckpointKeyRecord), Bytes(record.begin(), record.end()));
+    KW_RETURN_IF_ERROR(storage_.Commit(std::move(batch)));
+    log::Info("audit checkpoint key created", {{"name", name}, {"type", type_name}});
+  }
+  return audit::note::OpenHsmNoteSigner(token, kAuditCheckpointKeyLabel, name, type);
+}
+
+Result<std::optional<audit::CheckpointInfo>> Core::Checkpoint() {
+  KW_ASSIGN_OR_RETURN(auto state, Acquire());
+  auto made = state->audit->MakeCheckpoint();
+  if (!made) {
+    log::Error("audit checkpoint failed", {{log::kError, made.error().message()}});
+    return made;
+  }
+  if (!*made) return made;
+  log::Debug("audit checkpoint signed", {{"tree_size", (*made)->size}});
+  // The checkpoint is stored either way: a sink that misses it lacks this line only, and
+  // exports from the database still carry it.
+  if (audit::SinkSet* sinks = audit_sinks()) {
+    if (Status delivered = sinks->DeliverCheckpoint((*made)->size, (*made)->note); !delivered) {
+      log::Error("audit checkpoint not written to a sink",
+                 {{"tree_size", (*made)->size}, {log::kError, delivered.error().message()}});
+    }
+  }
+  return made;
 }
 
 lease::InternalCommit Core::InternalCommitFor(UnsealedState& state, std::string operation,
@@ -226,6 +304,9 @@ Status Core::Unseal(const std::optional<SecretBuffer>& pin) {
 void Core::Seal() {
   std::lock_guard transition(transition_mutex_);
   operator_sealed_ = true;
+  // The last records before the seal get a checkpoint, so an auditor can hold the server to
+  // them across the sealed period. A failure is logged and does not stop the seal.
+  (void)Checkpoint();
   std::shared_ptr<UnsealedState> dropped;
   {
     std::lock_guard lock(state_mutex_);
@@ -297,15 +378,20 @@ void Core::StartSweeper(std::chrono::milliseconds interval) {
     std::lock_guard lock(sweeper_mutex_);
     sweeper_stop_ = false;
   }
+  StartCheckpointer();
   sweeper_ = std::thread([this, interval] {
     std::unique_lock lock(sweeper_mutex_);
     // Issued-certificate records are tidied every 60th round (10 minutes at the default).
     constexpr int kPkiTidyRounds = 60;
+    // Audit records past the retention age are archived every 6th round (1 minute).
+    constexpr int kAuditRetentionRounds = 6;
     int round = 0;
     while (!sweeper_wake_.wait_for(lock, interval, [this] { return sweeper_stop_; })) {
       lock.unlock();
       if (!sealed()) {
-        if (++round % kPkiTidyRounds == 0) TidyPki();
+        ++round;
+        if (round % kPkiTidyRounds == 0) TidyPki();
+        if (round % kAuditRetentionRounds == 0) PruneAudit();
         if (auto swept = SweepExpiredTokens(); !swept) {
           log::Error("expired token sweep failed", {{log::kError, swept.error().message()}});
         }
@@ -318,6 +404,49 @@ void Core::StartSweeper(std::chrono::milliseconds interval) {
       lock.lock();
     }
   });
+}
+
+void Core::StartCheckpointer() {
+  const std::chrono::seconds interval =
+      std::max(config_.audit.checkpoint_interval, std::chrono::seconds(1));
+  checkpointer_ = std::thread([this, interval] {
+    std::unique_lock lock(sweeper_mutex_);
+    while (!sweeper_wake_.wait_for(lock, interval, [this] { return sweeper_stop_; })) {
+      lock.unlock();
+      if (!sealed()) (void)Checkpoint();
+      lock.lock();
+    }
+  });
+}
+
+void Core::PruneAudit() {
+  if (config_.audit.retention.count() <= 0) return;
+  auto state = Acquire();
+  if (!state) return;
+  auto hmac_key = (*state)->token->FindKey(kAuditHmacKeyLabel);
+  if (!hmac_key) {
+    log::Error("audit retention failed", {{log::kError, hmac_key.error().message()}});
+    return;
+  }
+  auto report = audit::PruneAuditRecords(storage_, *(*state)->token, *hmac_key, clock_,
+                                         config_.audit.retention, config_.audit.archive_dir);
+  if (!report) {
+    log::Error("audit retention failed", {{log::kError, report.error().message()}});
+    return;
+  }
+  if (report->pruned == 0) return;
+  log::Info("audit records archived and pruned", {{"records", report->pruned},
+                                                  {"first_seq", report->first_seq},
+                                                  {"last_seq", report->last_seq},
+                                                  {log::kPath, report->archive}});
+  nlohmann::json response = {{"pruned", report->pruned},
+                             {"first_seq", report->first_seq},
+                             {"last_seq", report->last_seq},
+                             {"archive", report->archive}};
+  auto commit = InternalCommitFor(**state, "update", "PRUNE");
+  if (Status committed = commit(storage::WriteBatch(), "sys/audit/prune", response); !committed) {
+    log::Error("audit retention not recorded", {{log::kError, committed.error().message()}});
+  }
 }
 
 void Core::TidyPki() {
@@ -345,6 +474,7 @@ void Core::StopSweeper() {
   }
   sweeper_wake_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
+  if (checkpointer_.joinable()) checkpointer_.join();
 }
 
 Core::~Core() { StopSweeper(); }

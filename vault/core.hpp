@@ -14,6 +14,8 @@
 #include "hsm/token.hpp"
 #include "storage/storage.hpp"
 #include "vault/audit/audit_log.hpp"
+#include "vault/audit/audit_settings.hpp"
+#include "vault/audit/sinks.hpp"
 #include "vault/auth/token_store.hpp"
 #include "vault/barrier/barrier.hpp"
 #include "vault/kv/kv_engine.hpp"
@@ -31,6 +33,9 @@ namespace kw::vault {
 // Label of the HSM key that computes audit HMACs and authenticates the audit head.
 inline constexpr std::string_view kAuditHmacKeyLabel = "keyward-audit-hmac";
 
+// Label of the HSM key pair that signs audit checkpoints.
+inline constexpr std::string_view kAuditCheckpointKeyLabel = "keyward-audit-checkpoint";
+
 // Sources of the HSM user PIN, in order of precedence. The command line is never one.
 struct PinSource {
   std::string pin_file;  // a file holding the PIN (trailing newline ignored)
@@ -41,6 +46,7 @@ struct PinSource {
 struct CoreConfig {
   hsm::TokenConfig token;
   PinSource pin_source;
+  audit::AuditSettings audit;
 };
 
 // Everything that exists only while unsealed: the logged-in HSM token and what uses it.
@@ -99,8 +105,14 @@ class Core {
   // audit record. Returns how many were revoked. unavailable when sealed.
   Result<std::size_t> SweepExpiredTokens();
 
-  // Starts a thread that calls SweepExpiredTokens every `interval` while unsealed; stopped by
-  // StopSweeper or the destructor.
+  // Signs an audit checkpoint when records were added since the last one, and hands it to
+  // the audit sinks. Returns the new checkpoint, nullopt when none was needed. Errors are
+  // logged too. unavailable when sealed.
+  Result<std::optional<audit::CheckpointInfo>> Checkpoint();
+
+  // Starts a thread that calls SweepExpiredTokens every `interval` while unsealed, and one
+  // that calls Checkpoint every configured checkpoint interval; stopped by StopSweeper or the
+  // destructor.
   void StartSweeper(std::chrono::milliseconds interval);
   void StopSweeper();
 
@@ -111,8 +123,15 @@ class Core {
 
   bool sealed() const;
   const Clock& clock() const { return clock_; }
+  const audit::AuditSettings& audit_settings() const { return config_.audit; }
   storage::Storage& storage() { return storage_; }
   const std::string& token_label() const { return config_.token.token_label; }
+
+  // Sets the sinks that receive every committed audit record. Call before serving requests;
+  // the sinks stay across seal and unseal.
+  void SetAuditSinks(std::shared_ptr<audit::SinkSet> sinks) { audit_sinks_ = std::move(sinks); }
+  // Returns the audit sinks; null when none are configured.
+  audit::SinkSet* audit_sinks() const { return audit_sinks_.get(); }
 
  private:
   Result<SecretBuffer> ResolvePin(const std::optional<SecretBuffer>& pin) const;
@@ -124,6 +143,14 @@ class Core {
   // of `operation` and `method` at the path it is given.
   lease::InternalCommit InternalCommitFor(UnsealedState& state, std::string operation,
                                           std::string method);
+  // Returns the signer of audit checkpoints, creating its HSM key pair and storing its
+  // origin on first use.
+  Result<std::unique_ptr<audit::note::NoteSigner>> OpenCheckpointSigner(hsm::Token& token);
+  // Starts checkpointer_; StopSweeper stops it.
+  void StartCheckpointer();
+  // Archives and prunes audit records older than the configured retention, and records that
+  // it did (the sweeper's audit retention).
+  void PruneAudit();
   // Removes records of certificates that expired long ago (the sweeper's PKI tidy).
   void TidyPki();
   // Revokes the leases that expired while sealed and starts the lease worker.
@@ -150,6 +177,8 @@ class Core {
   std::condition_variable sweeper_wake_;
   bool sweeper_stop_ = false;  // guarded by sweeper_mutex_
   std::thread sweeper_;
+  std::thread checkpointer_;  // started and stopped with sweeper_, under the same flag
+  std::shared_ptr<audit::SinkSet> audit_sinks_;  // set before serving, then only read
 };
 
 }  // namespace kw::vault

@@ -41,6 +41,9 @@ class Pkcs11Token final : public Token {
   Result<KeyHandle> FindPrivateKey(std::string_view label) override;
   Result<Bytes> GetEcPublicKeySpki(std::string_view label) override;
   Result<Bytes> SignEcdsa(KeyHandle key, ByteSpan digest) override;
+  Result<KeyHandle> GenerateEd25519KeyPair(std::string_view label) override;
+  Result<Bytes> GetEd25519PublicKey(std::string_view label) override;
+  Result<Bytes> SignEd25519(KeyHandle key, ByteSpan message) override;
   // For a session copy, reports the token object it was copied from, so CKA_TOKEN and CKA_LOCAL
   // describe where the key lives and how it was born rather than the copy.
   Result<KeyAttributes> GetKeyAttributes(KeyHandle key) override;

@@ -109,8 +109,8 @@ const AclCase kCases[] = {
     {"json", "GET", "secret/data/jsonx", kDenied},
     // sudo paths need sudo as well.
     {"sudo-less", "POST", "sys/rotate", kDenied},
-    {"sudo-less", "POST", "sys/audit-hash/file", kDenied},
-    {"sudo", "POST", "sys/audit-hash/file", kAllowed},
+    {"sudo-less", "POST", "sys/audit-hash/database", kDenied},
+    {"sudo", "POST", "sys/audit-hash/database", kAllowed},
     // Delete of metadata versus soft delete.
     {"meta-delete", "DELETE", "secret/metadata/app/x", kAllowed},
     {"meta-delete", "POST", "secret/delete/app/x", kAllowed},

@@ -97,7 +97,7 @@ TEST_SUITE("e2e/audit") {
                         json({{"data", {{"other", patched}}}}).dump(), {},
                         "application/merge-patch+json")) == 200);
     CHECK(ReadSecretData(*client, "clear/one") == json({{"password", secret}, {"other", patched}}));
-    CHECK(StatusOf(PostJson(*client, "/v1/sys/audit-hash/file", {{"input", secret}})) == 200);
+    CHECK(StatusOf(PostJson(*client, "/v1/sys/audit-hash/database", {{"input", secret}})) == 200);
     CHECK(StatusOf(WriteSecret(*server.AnonymousClient(), "clear/two", {{"password", secret}})) ==
           403);
 
@@ -162,12 +162,12 @@ TEST_SUITE("e2e/audit") {
     REQUIRE(StatusOf(WriteSecret(*client, "hashed/key", {{"api_key", value}})) == 200);
     REQUIRE(StatusOf(client->Get("/v1/secret/data/hashed/key")) == 200);
 
-    auto hashed = PostJson(*client, "/v1/sys/audit-hash/file", {{"input", value}});
+    auto hashed = PostJson(*client, "/v1/sys/audit-hash/database", {{"input", value}});
     REQUIRE(StatusOf(hashed) == 200);
     const json hash = BodyOf(hashed)["data"]["hash"];
     REQUIRE(hash.is_string());
     CHECK(std::regex_match(hash.get<std::string>(), std::regex("hmac-sha256:[0-9a-f]{64}")));
-    auto other = PostJson(*client, "/v1/sys/audit-hash/file", {{"input", value + "x"}});
+    auto other = PostJson(*client, "/v1/sys/audit-hash/database", {{"input", value + "x"}});
     CHECK(BodyOf(other)["data"]["hash"] != hash);
 
     Database db(server.db_path());

@@ -1018,8 +1018,10 @@ TEST_SUITE("e2e/pki") {
     CAPTURE(listed.out);
     CAPTURE(listed.err);
     REQUIRE(listed.exit_code == 0);
-    // One CA key per key version: the first root and the rotated one.
-    CHECK(CountOf(listed.out, "Private Key Object; EC") == 2);
+    // One CA key per key version: the first root and the rotated one. The audit checkpoint
+    // key is the one Ed25519 key.
+    CHECK(CountOf(listed.out, "Private Key Object; EC\n") == 2);
+    CHECK(CountOf(listed.out, "Private Key Object; EC_EDWARDS") == 1);
     CHECK(
         CountOf(listed.out, "Access:     sensitive, always sensitive, never extractable, local") ==
         CountOf(listed.out, "Private Key Object"));

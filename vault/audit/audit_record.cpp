@@ -17,22 +17,34 @@ bool IsLowerHex(std::string_view text, std::size_t length) {
   return true;
 }
 
-}  // namespace
-
-std::string RecordKey(std::uint64_t sequence) {
+std::string NumberedKey(std::string_view prefix, std::uint64_t number) {
   char digits[kSequenceDigits + 1];
-  std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(sequence));
-  return std::string(kLogPrefix) + digits;
+  std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(number));
+  return std::string(prefix) + digits;
 }
 
-std::optional<std::uint64_t> ParseRecordKey(std::string_view key) {
-  if (!key.starts_with(kLogPrefix)) return std::nullopt;
-  const std::string_view digits = key.substr(kLogPrefix.size());
+std::optional<std::uint64_t> ParseNumberedKey(std::string_view prefix, std::string_view key) {
+  if (!key.starts_with(prefix)) return std::nullopt;
+  const std::string_view digits = key.substr(prefix.size());
   if (digits.size() != kSequenceDigits) return std::nullopt;
   std::uint64_t sequence = 0;
   const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), sequence);
   if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
   return sequence;
+}
+
+}  // namespace
+
+std::string RecordKey(std::uint64_t sequence) { return NumberedKey(kLogPrefix, sequence); }
+
+std::optional<std::uint64_t> ParseRecordKey(std::string_view key) {
+  return ParseNumberedKey(kLogPrefix, key);
+}
+
+std::string CheckpointKey(std::uint64_t size) { return NumberedKey(kCheckpointPrefix, size); }
+
+std::optional<std::uint64_t> ParseCheckpointKey(std::string_view key) {
+  return ParseNumberedKey(kCheckpointPrefix, key);
 }
 
 std::string CanonicalJson(const nlohmann::json& value) {

@@ -20,6 +20,16 @@ inline constexpr std::string_view kLogPrefix = "sys/audit/log/";
 inline constexpr std::size_t kSequenceDigits = 20;
 inline constexpr std::string_view kHeadKey = "sys/audit/head";
 
+// Signed checkpoints live at kCheckpointPrefix + the tree size zero-padded to kSequenceDigits
+// digits; the value is the signed note text.
+inline constexpr std::string_view kCheckpointPrefix = "sys/audit/checkpoint/";
+
+// Returns the storage key of the checkpoint for a tree of `size` records.
+std::string CheckpointKey(std::uint64_t size);
+
+// Parses the tree size out of a checkpoint key; nullopt when malformed.
+std::optional<std::uint64_t> ParseCheckpointKey(std::string_view key);
+
 // The prev_hash of record 1: there is no previous record.
 inline constexpr std::string_view kGenesisHash =
     "0000000000000000000000000000000000000000000000000000000000000000";

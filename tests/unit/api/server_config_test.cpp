@@ -2,6 +2,10 @@
 
 #include <doctest/doctest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 TEST_SUITE("api/server_config") {
   TEST_CASE("full config parses") {
     auto config = kw::api::ParseServerConfig(R"({
@@ -49,5 +53,68 @@ TEST_SUITE("api/server_config") {
     CHECK_FALSE(kw::api::ParseListenAddress("localhost", options).has_value());
     CHECK_FALSE(kw::api::ParseListenAddress("h:99999", options).has_value());
     CHECK_FALSE(kw::api::ParseListenAddress(":80", options).has_value());
+  }
+
+  TEST_CASE("audit section parses") {
+    auto config = kw::api::ParseServerConfig(R"({
+      "storage": {"path": "x"}, "hsm": {"token_label": "t"},
+      "audit": {"sinks": [{"name": "file1", "type": "file", "path": "/var/log/keyward/audit.log"},
+                          {"name": "sys", "type": "syslog", "required": false,
+                           "facility": "local4", "tag": "kw"}],
+                "checkpoint_interval": "30s", "origin": "example.com/keyward",
+                "checkpoint_key_type": "ecdsa-p256", "retention": "720h",
+                "archive_dir": "/var/lib/keyward/archive"}})");
+    REQUIRE_MESSAGE(config.has_value(), config.error().message());
+    const auto& audit = config->core.audit;
+    REQUIRE(audit.sinks.size() == 2);
+    CHECK(audit.sinks[0].name == "file1");
+    CHECK(audit.sinks[0].type == "file");
+    CHECK(audit.sinks[0].path == "/var/log/keyward/audit.log");
+    CHECK(audit.sinks[0].required);
+    CHECK(audit.sinks[1].path == "/dev/log");
+    CHECK_FALSE(audit.sinks[1].required);
+    CHECK(audit.sinks[1].facility == "local4");
+    CHECK(audit.sinks[1].tag == "kw");
+    CHECK(audit.checkpoint_interval == std::chrono::seconds(30));
+    CHECK(audit.origin == "example.com/keyward");
+    CHECK(audit.checkpoint_key_type == "ecdsa-p256");
+    CHECK(audit.retention == std::chrono::hours(720));
+    CHECK(audit.archive_dir == "/var/lib/keyward/archive");
+  }
+
+  TEST_CASE("audit errors name the key") {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {R"({"sinks": [{"name": "a", "type": "file", "path": "/a", "mode": 1}]})",
+         "\"audit.sinks[0].mode\""},
+        {R"({"sinks": [{"name": "a", "type": "file", "path": "a.log"}]})",
+         "\"audit.sinks[0].path\""},
+        {R"({"sinks": [{"name": "a", "type": "kafka"}]})", "\"audit.sinks[0].type\""},
+        {R"({"sinks": [{"name": "a b", "type": "syslog"}]})", "\"audit.sinks[0].name\""},
+        {R"({"sinks": [{"name": "database", "type": "syslog"}]})", "\"audit.sinks[0].name\""},
+        {R"({"sinks": [{"name": "a", "type": "syslog"}, {"name": "a", "type": "syslog"}]})",
+         "\"audit.sinks[1].name\""},
+        {R"({"sinks": [{"name": "a", "type": "syslog", "facility": "local8"}]})",
+         "\"audit.sinks[0].facility\""},
+        {R"({"sinks": [{"name": "a", "type": "file", "path": "/a", "tag": "x"}]})",
+         "\"audit.sinks[0].tag\""},
+        {R"({"sinks": [{"name": "a", "type": "syslog", "required": "maybe"}]})",
+         "\"audit.sinks[0].required\""},
+        {R"({"sinks": {}})", "\"audit.sinks\""},
+        {R"({"checkpoint_interval": "0s"})", "\"audit.checkpoint_interval\""},
+        {R"({"checkpoint_interval": "soon"})", "\"audit.checkpoint_interval\""},
+        {R"({"checkpoint_key_type": "rsa"})", "\"audit.checkpoint_key_type\""},
+        {R"({"origin": "has space"})", "\"audit.origin\""},
+        {R"({"retention": "24h"})", "\"audit.retention\""},
+        {R"({"retention": "24h", "archive_dir": "archive"})", "\"audit.archive_dir\""},
+        {R"({"retension": "24h"})", "\"audit.retension\""},
+    };
+    for (const auto& [audit, key] : cases) {
+      CAPTURE(audit);
+      auto config = kw::api::ParseServerConfig(
+          R"({"storage": {"path": "x"}, "hsm": {"token_label": "t"}, "audit": )" + audit + "}");
+      REQUIRE_FALSE(config.has_value());
+      CHECK(config.error().code() == kw::Code::kInvalidArgument);
+      CHECK(config.error().message().find(key) != std::string::npos);
+    }
   }
 }

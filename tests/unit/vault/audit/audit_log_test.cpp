@@ -106,7 +106,7 @@ TEST_SUITE("vault/audit") {
     CHECK(first_bytes == record.dump());
     CHECK_FALSE(Contains(first_bytes, " "));
     CHECK(first_bytes.starts_with("{\"accessor\":\"accessor-1\",\"client_address\":"));
-    CHECK(record.size() == 13);
+    CHECK(record.size() == 16);
     CHECK(record.at("delegation_chain") == nlohmann::json::array());
     CHECK(record.at("seq") == 1);
     CHECK(record.at("prev_hash") == std::string(64, '0'));

@@ -70,6 +70,15 @@ class CountingToken final : public hsm::Token {
   Result<Bytes> SignEcdsa(hsm::KeyHandle key, ByteSpan digest) override {
     return inner_.SignEcdsa(key, digest);
   }
+  Result<hsm::KeyHandle> GenerateEd25519KeyPair(std::string_view label) override {
+    return inner_.GenerateEd25519KeyPair(label);
+  }
+  Result<Bytes> GetEd25519PublicKey(std::string_view label) override {
+    return inner_.GetEd25519PublicKey(label);
+  }
+  Result<Bytes> SignEd25519(hsm::KeyHandle key, ByteSpan message) override {
+    return inner_.SignEd25519(key, message);
+  }
   Result<hsm::KeyAttributes> GetKeyAttributes(hsm::KeyHandle key) override {
     return inner_.GetKeyAttributes(key);
   }

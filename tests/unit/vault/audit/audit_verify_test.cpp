@@ -4,6 +4,11 @@
 
 #include "tests/unit/vault/audit/audit_test_support.hpp"
 #include "vault/audit/audit_record.hpp"
+#include "vault/audit/chain_verifier.hpp"
+#include "vault/audit/merkle.hpp"
+#include "vault/audit/merkle_store.hpp"
+#include "vault/audit/retention.hpp"
+#include "vault/audit/signed_note.hpp"
 
 // Tamper tests: the chain is written through AuditLog, then edited directly in the SQLite
 // file while the storage is closed, as an attacker with file access would, and verified after
@@ -36,6 +41,62 @@ VerifyReport ReopenAndVerify(AuditHarness& harness) {
   harness.OpenStorage();
   harness.OpenLog();
   return harness.Verify();
+}
+
+constexpr std::string_view kOrigin = "keyward.audit/verify-test";
+
+// An Ed25519 checkpoint key on the harness's token.
+std::unique_ptr<note::NoteSigner> MakeSigner(AuditHarness& harness) {
+  auto generated = harness.token().GenerateEd25519KeyPair("audit-checkpoint");
+  REQUIRE_MESSAGE(generated.has_value(), kw::testing::ErrorText(generated.error()));
+  auto signer = note::OpenHsmNoteSigner(harness.token(), "audit-checkpoint", kOrigin,
+                                        note::KeyType::kEd25519);
+  REQUIRE_MESSAGE(signer.has_value(), kw::testing::ErrorText(signer.error()));
+  return std::move(*signer);
+}
+
+// Returns the tree of stored records 1 to `size`, computed from the records.
+merkle::CompactRange RecordTree(AuditHarness& harness, std::uint64_t size) {
+  merkle::CompactRange range;
+  for (std::uint64_t sequence = 1; sequence <= size; ++sequence) {
+    auto stored = harness.storage().Get(Key(sequence));
+    REQUIRE(stored.has_value());
+    REQUIRE(stored->has_value());
+    range.Append(merkle::LeafHash(**stored));
+  }
+  return range;
+}
+
+// Signs a checkpoint of records 1 to `size` and stores it where the log keeps checkpoints.
+void StoreCheckpoint(AuditHarness& harness, note::NoteSigner& signer, std::uint64_t size) {
+  note::Checkpoint checkpoint;
+  checkpoint.origin = std::string(kOrigin);
+  checkpoint.size = size;
+  checkpoint.root = RecordTree(harness, size).Root();
+  auto signed_note = note::SignNote(note::FormatCheckpoint(checkpoint), signer);
+  REQUIRE(signed_note.has_value());
+  storage::WriteBatch batch;
+  batch.Put(detail::CheckpointKey(size), Bytes(signed_note->begin(), signed_note->end()));
+  REQUIRE(harness.storage().Commit(std::move(batch)).has_value());
+}
+
+VerifyReport VerifyWithKey(AuditHarness& harness, const note::NoteSigner& signer) {
+  const note::VerifierKey key = signer.key();
+  auto report = detail::VerifyChain(harness.storage(), harness.token(), harness.key(),
+                                    std::span(&key, 1));
+  REQUIRE_MESSAGE(report.has_value(), kw::testing::ErrorText(report.error()));
+  return *report;
+}
+
+// Deletes records 1 to `last` and writes the prune marker for them, as retention does.
+void PruneThrough(AuditHarness& harness, std::uint64_t last) {
+  const std::string last_bytes = *RawDatabase(harness.db_path()).Get(Key(last));
+  detail::PruneMarker marker{last, detail::RecordHash(last_bytes)};
+  auto mac = detail::ComputePruneMarkerMac(harness.token(), harness.key(), marker);
+  REQUIRE(mac.has_value());
+  RawDatabase db(harness.db_path());
+  for (std::uint64_t sequence = 1; sequence <= last; ++sequence) db.Delete(Key(sequence));
+  db.Put(std::string(detail::kPrunedKey), detail::EncodePruneMarker(marker, *mac));
 }
 
 TEST_SUITE("vault/audit") {
@@ -329,6 +390,163 @@ TEST_SUITE("vault/audit") {
     CHECK(report.ok);
     CHECK(report.records_checked == kRecords + 1);
   }
+
+  TEST_CASE("stored checkpoints verify with the records") {
+    AuditHarness harness;
+    auto signer = MakeSigner(harness);
+    harness.AppendMany(50, 10);
+    StoreCheckpoint(harness, *signer, 20);
+    StoreCheckpoint(harness, *signer, 50);
+
+    const VerifyReport report = VerifyWithKey(harness, *signer);
+    CHECK(report.ok);
+    CHECK(report.reason == "");
+    CHECK(report.records_checked == 50);
+    CHECK(report.tree_size == 50);
+    CHECK(report.checkpoints_verified == 2);
+    CHECK(report.root == ToBase64(RecordTree(harness, 50).Root()));
+
+    // Without the key the stored checkpoints cannot be vouched for.
+    auto keyless = detail::VerifyChain(harness.storage(), harness.token(), harness.key());
+    REQUIRE(keyless.has_value());
+    CHECK_FALSE(keyless->ok);
+    CHECK(keyless->first_broken_sequence == 20);
+    CHECK(Contains(keyless->reason, "no key was given"));
+  }
+
+  TEST_CASE("edited stored checkpoint is rejected") {
+    AuditHarness harness;
+    auto signer = MakeSigner(harness);
+    harness.AppendMany(50, 10);
+    StoreCheckpoint(harness, *signer, 20);
+    harness.Close();
+    {
+      RawDatabase db(harness.db_path());
+      std::string note = *db.Get(detail::CheckpointKey(20));
+      const std::size_t root_at = note.find('\n', note.find('\n') + 1) + 1;
+      note[root_at] = note[root_at] == 'A' ? 'B' : 'A';
+      db.Put(detail::CheckpointKey(20), note);
+    }
+    harness.OpenStorage();
+    const VerifyReport report = VerifyWithKey(harness, *signer);
+    CHECK_FALSE(report.ok);
+    CHECK(report.first_broken_sequence == 20);
+    CHECK(report.reason.starts_with("the checkpoint for size 20 is rejected: "));
+    CHECK(report.records_checked == 20);
+  }
+
+  TEST_CASE("checkpoint catches a rollback to an old head") {
+    // Records after 30 deleted and the head stored at record 30 put back: the head MAC is
+    // genuine, so only the checkpoint for size 50 shows the loss.
+    AuditHarness harness;
+    auto signer = MakeSigner(harness);
+    harness.AppendMany(30, 10);
+    const std::string head_at_30 = *RawDatabase(harness.db_path()).Get(kHead);
+    for (int n = 31; n <= 50; ++n) REQUIRE(harness.Append(MakeEntry(n)).has_value());
+    StoreCheckpoint(harness, *signer, 50);
+    harness.Close();
+    {
+      RawDatabase db(harness.db_path());
+      for (int sequence = 31; sequence <= 50; ++sequence) db.Delete(Key(sequence));
+      db.Put(kHead, head_at_30);
+    }
+    harness.OpenStorage();
+    const VerifyReport report = VerifyWithKey(harness, *signer);
+    CHECK_FALSE(report.ok);
+    CHECK(report.first_broken_sequence == 31);
+    CHECK(report.reason ==
+          "log ends after record 30 but the checkpoint for size 50 (signed by "
+          "keyward.audit/verify-test) names 50 records (records 31 to 50 are missing)");
+  }
+
+  TEST_CASE("edited tree node is found") {
+    AuditHarness harness;
+    auto signer = MakeSigner(harness);
+    harness.AppendMany(50, 10);
+    harness.Close();
+    {
+      RawDatabase db(harness.db_path());
+      db.Put(merkle::TreeNodeKey(0, 3), std::string(32, 'x'));
+    }
+    harness.OpenStorage();
+    const VerifyReport report = VerifyWithKey(harness, *signer);
+    CHECK_FALSE(report.ok);
+    CHECK(report.first_broken_sequence == 4);
+    CHECK(report.reason == "stored Merkle tree node " + merkle::TreeNodeKey(0, 3) +
+                               " does not match records 4 to 4 (a tree node was changed)");
+    CHECK(report.records_checked == 50);
+  }
+
+  TEST_CASE("deleted tree node is found") {
+    AuditHarness harness;
+    auto signer = MakeSigner(harness);
+    harness.AppendMany(50, 10);
+    harness.Close();
+    {
+      RawDatabase db(harness.db_path());
+      db.Delete(merkle::TreeNodeKey(4, 2));  // records 33 to 48, a piece of the size-50 tree
+    }
+    harness.OpenStorage();
+    const VerifyReport report = VerifyWithKey(harness, *signer);
+    CHECK_FALSE(report.ok);
+    CHECK(report.first_broken_sequence == 33);
+    CHECK(report.reason == "stored Merkle tree node " + merkle::TreeNodeKey(4, 2) +
+                               " over records 33 to 48 is missing");
+  }
+
+  TEST_CASE("verification resumes after pruned records") {
+    AuditHarness harness;
+    auto signer = MakeSigner(harness);
+    harness.AppendMany(50, 10);
+    StoreCheckpoint(harness, *signer, 20);
+    StoreCheckpoint(harness, *signer, 40);
+    harness.Close();
+    PruneThrough(harness, 30);
+
+    SUBCASE("sound") {
+      harness.OpenStorage();
+      const VerifyReport report = VerifyWithKey(harness, *signer);
+      CHECK_MESSAGE(report.ok, report.reason);
+      CHECK(report.records_checked == 20);
+      CHECK(report.tree_size == 50);
+      // Size 20 against the stored tree nodes, size 40 against the records.
+      CHECK(report.checkpoints_verified == 2);
+    }
+    SUBCASE("edited prune marker") {
+      {
+        RawDatabase db(harness.db_path());
+        db.Edit(std::string(detail::kPrunedKey), "\"seq\":30", "\"seq\":29");
+      }
+      harness.OpenStorage();
+      const VerifyReport report = VerifyWithKey(harness, *signer);
+      CHECK_FALSE(report.ok);
+      CHECK(report.first_broken_sequence == 30);
+      CHECK(report.reason == "prune marker MAC invalid");
+    }
+    SUBCASE("first kept record deleted") {
+      {
+        RawDatabase db(harness.db_path());
+        db.Delete(Key(31));
+      }
+      harness.OpenStorage();
+      const VerifyReport report = VerifyWithKey(harness, *signer);
+      CHECK_FALSE(report.ok);
+      CHECK(report.first_broken_sequence == 31);
+      CHECK(report.reason == "record 31 missing");
+    }
+    SUBCASE("edited tree node of the pruned records") {
+      {
+        RawDatabase db(harness.db_path());
+        db.Put(merkle::TreeNodeKey(2, 4), std::string(32, 'x'));  // records 17 to 20
+      }
+      harness.OpenStorage();
+      const VerifyReport report = VerifyWithKey(harness, *signer);
+      CHECK_FALSE(report.ok);
+      CHECK(report.first_broken_sequence == 20);
+      CHECK(Contains(report.reason, "does not match the stored tree nodes of the pruned"));
+    }
+  }
+
 }
 
 }  // namespace
