@@ -50,7 +50,10 @@ Result<Bytes> UncompressedPoint(const Bytes& ec_point) {
 
 }  // namespace
 
-Result<KeyHandle> Pkcs11Token::GenerateEcP256KeyPair(std::string_view label) {
+Result<KeyHandle> Pkcs11Token::GenerateSigningKeyPair(std::string_view label,
+                                                      CK_MECHANISM_TYPE mechanism,
+                                                      CK_KEY_TYPE key_type, ByteSpan ec_params,
+                                                      std::string_view key_type_name) {
   if (label.empty()) return InvalidArgument("key label is empty");
   std::lock_guard<std::mutex> lock(generate_mutex_);
   KW_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> existing,
@@ -61,11 +64,11 @@ Result<KeyHandle> Pkcs11Token::GenerateEcP256KeyPair(std::string_view label) {
     return AlreadyExists("a private key labelled \"" + std::string(label) + "\" already exists");
   }
 
-  // Every attribute is set, because defaults differ between tokens (spec-facts F5.5).
+  // Every attribute is set, because defaults differ between tokens.
   std::vector<CK_ATTRIBUTE> public_template = {
       Attribute(CKA_CLASS, &kPublicKeyClass, sizeof(kPublicKeyClass)),
-      Attribute(CKA_KEY_TYPE, &kEcKeyType, sizeof(kEcKeyType)),
-      Attribute(CKA_EC_PARAMS, kP256Params.data(), kP256Params.size()),
+      Attribute(CKA_KEY_TYPE, &key_type, sizeof(key_type)),
+      Attribute(CKA_EC_PARAMS, ec_params.data(), ec_params.size()),
       BoolAttribute(CKA_TOKEN, true),
       BoolAttribute(CKA_PRIVATE, false),
       BoolAttribute(CKA_MODIFIABLE, false),
@@ -78,7 +81,7 @@ Result<KeyHandle> Pkcs11Token::GenerateEcP256KeyPair(std::string_view label) {
   };
   std::vector<CK_ATTRIBUTE> private_template = {
       Attribute(CKA_CLASS, &kPrivateKeyClass, sizeof(kPrivateKeyClass)),
-      Attribute(CKA_KEY_TYPE, &kEcKeyType, sizeof(kEcKeyType)),
+      Attribute(CKA_KEY_TYPE, &key_type, sizeof(key_type)),
       BoolAttribute(CKA_TOKEN, true),
       BoolAttribute(CKA_PRIVATE, true),
       BoolAttribute(CKA_SENSITIVE, true),
@@ -96,7 +99,7 @@ Result<KeyHandle> Pkcs11Token::GenerateEcP256KeyPair(std::string_view label) {
   KW_ASSIGN_OR_RETURN(
       CK_OBJECT_HANDLE private_key,
       WithSession(false, [&](SessionLease& lease) -> Result<CK_OBJECT_HANDLE> {
-        CK_MECHANISM generate{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+        CK_MECHANISM generate{mechanism, nullptr, 0};
         CK_OBJECT_HANDLE public_handle = CK_INVALID_HANDLE;
         CK_OBJECT_HANDLE private_handle = CK_INVALID_HANDLE;
         KW_RETURN_IF_ERROR(lease.Check(
@@ -107,8 +110,13 @@ Result<KeyHandle> Pkcs11Token::GenerateEcP256KeyPair(std::string_view label) {
                 &private_handle)));
         return private_handle;
       }));
-  log::Info("HSM key pair generated", {{"key_label", std::string(label)}, {"key_type", "ec-p256"}});
+  log::Info("HSM key pair generated", {{"key_label", std::string(label)}, {"key_type", std::string(key_type_name)}});
   return SessionCopyOf(private_key);
+}
+
+Result<KeyHandle> Pkcs11Token::GenerateEcP256KeyPair(std::string_view label) {
+  return GenerateSigningKeyPair(label, CKM_EC_KEY_PAIR_GEN, kEcKeyType,
+                                ByteSpan(kP256Params.data(), kP256Params.size()), "ec-p256");
 }
 
 Result<KeyHandle> Pkcs11Token::FindPrivateKey(std::string_view label) {

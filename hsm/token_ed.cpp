@@ -10,9 +10,6 @@
 namespace kw::hsm::detail {
 namespace {
 
-constexpr CK_BBOOL kTrue = CK_TRUE;
-constexpr CK_BBOOL kFalse = CK_FALSE;
-constexpr CK_OBJECT_CLASS kPrivateKeyClass = CKO_PRIVATE_KEY;
 constexpr CK_OBJECT_CLASS kPublicKeyClass = CKO_PUBLIC_KEY;
 constexpr CK_KEY_TYPE kEdwardsKeyType = CKK_EC_EDWARDS;
 
@@ -28,10 +25,6 @@ constexpr std::size_t kEd25519SignatureSize = 64;
 
 CK_ATTRIBUTE Attribute(CK_ATTRIBUTE_TYPE type, const void* value, std::size_t size) {
   return CK_ATTRIBUTE{type, const_cast<void*>(value), static_cast<CK_ULONG>(size)};
-}
-
-CK_ATTRIBUTE BoolAttribute(CK_ATTRIBUTE_TYPE type, bool value) {
-  return Attribute(type, value ? &kTrue : &kFalse, sizeof(CK_BBOOL));
 }
 
 bool IsEd25519Params(const Bytes& params) {
@@ -56,64 +49,9 @@ Result<Bytes> RawEd25519Key(const Bytes& ec_point) {
 }  // namespace
 
 Result<KeyHandle> Pkcs11Token::GenerateEd25519KeyPair(std::string_view label) {
-  if (label.empty()) return InvalidArgument("key label is empty");
-  std::lock_guard<std::mutex> lock(generate_mutex_);
-  KW_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> existing,
-                      WithSession(true, [&](SessionLease& lease) {
-                        return FindTokenObjects(lease, kPrivateKeyClass, label);
-                      }));
-  if (!existing.empty()) {
-    return AlreadyExists("a private key labelled \"" + std::string(label) + "\" already exists");
-  }
-
-  // Every attribute is set, because defaults differ between tokens.
-  std::vector<CK_ATTRIBUTE> public_template = {
-      Attribute(CKA_CLASS, &kPublicKeyClass, sizeof(kPublicKeyClass)),
-      Attribute(CKA_KEY_TYPE, &kEdwardsKeyType, sizeof(kEdwardsKeyType)),
-      Attribute(CKA_EC_PARAMS, kEd25519OidParams.data(), kEd25519OidParams.size()),
-      BoolAttribute(CKA_TOKEN, true),
-      BoolAttribute(CKA_PRIVATE, false),
-      BoolAttribute(CKA_MODIFIABLE, false),
-      BoolAttribute(CKA_VERIFY, true),
-      BoolAttribute(CKA_ENCRYPT, false),
-      BoolAttribute(CKA_WRAP, false),
-      BoolAttribute(CKA_DERIVE, false),
-      Attribute(CKA_LABEL, label.data(), label.size()),
-      Attribute(CKA_ID, label.data(), label.size()),
-  };
-  std::vector<CK_ATTRIBUTE> private_template = {
-      Attribute(CKA_CLASS, &kPrivateKeyClass, sizeof(kPrivateKeyClass)),
-      Attribute(CKA_KEY_TYPE, &kEdwardsKeyType, sizeof(kEdwardsKeyType)),
-      BoolAttribute(CKA_TOKEN, true),
-      BoolAttribute(CKA_PRIVATE, true),
-      BoolAttribute(CKA_SENSITIVE, true),
-      BoolAttribute(CKA_EXTRACTABLE, false),
-      BoolAttribute(CKA_MODIFIABLE, false),
-      BoolAttribute(CKA_SIGN, true),
-      BoolAttribute(CKA_DECRYPT, false),
-      BoolAttribute(CKA_UNWRAP, false),
-      BoolAttribute(CKA_DERIVE, false),
-      Attribute(CKA_LABEL, label.data(), label.size()),
-      Attribute(CKA_ID, label.data(), label.size()),
-  };
-
-  // Not retried: a lost session leaves unknown whether the pair was made.
-  KW_ASSIGN_OR_RETURN(
-      CK_OBJECT_HANDLE private_key,
-      WithSession(false, [&](SessionLease& lease) -> Result<CK_OBJECT_HANDLE> {
-        CK_MECHANISM generate{CKM_EC_EDWARDS_KEY_PAIR_GEN, nullptr, 0};
-        CK_OBJECT_HANDLE public_handle = CK_INVALID_HANDLE;
-        CK_OBJECT_HANDLE private_handle = CK_INVALID_HANDLE;
-        KW_RETURN_IF_ERROR(lease.Check(
-            "C_GenerateKeyPair",
-            lease.functions()->C_GenerateKeyPair(
-                lease.handle(), &generate, public_template.data(), public_template.size(),
-                private_template.data(), private_template.size(), &public_handle,
-                &private_handle)));
-        return private_handle;
-      }));
-  log::Info("HSM key pair generated", {{"key_label", std::string(label)}, {"key_type", "ed25519"}});
-  return SessionCopyOf(private_key);
+  return GenerateSigningKeyPair(label, CKM_EC_EDWARDS_KEY_PAIR_GEN, kEdwardsKeyType,
+                                ByteSpan(kEd25519OidParams.data(), kEd25519OidParams.size()),
+                                "ed25519");
 }
 
 Result<Bytes> Pkcs11Token::GetEd25519PublicKey(std::string_view label) {

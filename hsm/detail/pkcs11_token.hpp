@@ -58,6 +58,12 @@ class Pkcs11Token final : public Token {
   CK_OBJECT_HANDLE TokenObjectOf(KeyHandle key);
 
  private:
+  // Generates a non-extractable signing key pair of `key_type` with `mechanism` on the token,
+  // both halves labelled `label` (token_ec.cpp). `key_type_name` names it in the log.
+  Result<KeyHandle> GenerateSigningKeyPair(std::string_view label, CK_MECHANISM_TYPE mechanism,
+                                           CK_KEY_TYPE key_type, ByteSpan ec_params,
+                                           std::string_view key_type_name);
+
   Pkcs11Token(std::shared_ptr<Module> module, CK_SLOT_ID slot, CK_SESSION_HANDLE object_session,
               std::size_t max_sessions);
 
