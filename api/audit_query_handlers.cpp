@@ -177,11 +177,14 @@ struct ParsedRecord {
 
 Result<ParsedRecord> ParseRecord(std::uint64_t sequence, std::string_view bytes) {
   ParsedRecord record;
-  record.json = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
   const auto fail = [&] {
     return DataLoss("audit record " + std::to_string(sequence) +
                     " is malformed; run keyward audit verify");
   };
+  // A record deeper than any the log writes could exhaust the stack when the reply is
+  // serialized.
+  if (audit::detail::NestsDeeperThan(bytes, audit::detail::kMaxRecordDepth)) return fail();
+  record.json = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
   if (record.json.is_discarded() || !record.json.is_object()) return fail();
   const auto time = record.json.find("time");
   if (time == record.json.end() || !time->is_string()) return fail();
@@ -462,18 +465,8 @@ Result<Reply> Prune(RequestContext& c) {
         "audit.archive_dir in the server configuration");
   }
 
-  KW_ASSIGN_OR_RETURN(const hsm::KeyHandle key, c.vault->token->FindKey(vault::kAuditHmacKeyLabel));
-  KW_ASSIGN_OR_RETURN(const audit::PruneReport report,
-                      audit::PruneAuditRecords(c.core.storage(), *c.vault->token, key,
-                                               c.core.clock(), older_than, settings.archive_dir));
+  KW_ASSIGN_OR_RETURN(const audit::PruneReport report, c.core.PruneAuditLog(older_than));
   const bool pruned = report.pruned > 0;
-  if (pruned) {
-    log::Info("audit records archived and pruned", {{log::kRequestId, c.request_id},
-                                                    {"records", report.pruned},
-                                                    {"first_seq", report.first_seq},
-                                                    {"last_seq", report.last_seq},
-                                                    {log::kPath, report.archive}});
-  }
   nlohmann::json data = {
       {"pruned", report.pruned},
       {"first_seq", pruned ? nlohmann::json(report.first_seq) : nlohmann::json()},

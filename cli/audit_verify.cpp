@@ -73,8 +73,16 @@ Result<std::vector<merkle::Hash>> LoadProof(const std::string& path, std::uint64
     return InvalidArgument(path + ": field data.proof (a list of base64 hashes) is missing");
   }
 
-  const std::uint64_t proof_first = data.value("first", first);
-  const std::uint64_t proof_second = data.value("second", second);
+  // The sizes are optional, but when present they must be unsigned integers.
+  const auto size_field = [&](const char* name, std::uint64_t fallback) -> Result<std::uint64_t> {
+    if (!data.contains(name)) return fallback;
+    if (!data[name].is_number_unsigned()) {
+      return InvalidArgument(path + ": field data." + name + " must be a non-negative integer");
+    }
+    return data[name].get<std::uint64_t>();
+  };
+  KW_ASSIGN_OR_RETURN(const std::uint64_t proof_first, size_field("first", first));
+  KW_ASSIGN_OR_RETURN(const std::uint64_t proof_second, size_field("second", second));
   if (proof_first != first || proof_second != second) {
     return InvalidArgument(path + ": the proof is for sizes " + std::to_string(proof_first) +
                            " to " + std::to_string(proof_second) + ", but the checkpoints have " +

@@ -11,7 +11,7 @@
 
 #include "base/bytes.hpp"
 #include "base/log.hpp"
-#include "vault/audit/retention.hpp"
+#include "vault/audit/audit_record.hpp"
 #include "vault/auth/token_format.hpp"
 
 namespace kw::vault {
@@ -419,33 +419,58 @@ void Core::StartCheckpointer() {
   });
 }
 
+Result<audit::PruneReport> Core::PruneAuditLog(std::chrono::seconds older_than) {
+  KW_ASSIGN_OR_RETURN(auto state, Acquire());
+  // Nothing to do while the oldest stored record is younger than the age: no records then, so
+  // the sweeper's calls do not grow the log. PruneAuditRecords checks every record again.
+  KW_ASSIGN_OR_RETURN(const std::vector<storage::Entry> oldest,
+                      storage_.Scan(audit::detail::kLogPrefix, "", 1));
+  if (!oldest.empty() && !audit::detail::NestsDeeperThan(AsText(oldest.front().value),
+                                                         audit::detail::kMaxRecordDepth)) {
+    const nlohmann::json record =
+        nlohmann::json::parse(AsText(oldest.front().value), nullptr, /*allow_exceptions=*/false);
+    const std::optional<TimePoint> time =
+        record.is_object() && record.contains("time") && record["time"].is_string()
+            ? audit::ParseRfc3339(record["time"].get<std::string>())
+            : std::nullopt;
+    if (time && *time >= clock_.Now() - older_than) return audit::PruneReport{};
+  }
+
+  KW_ASSIGN_OR_RETURN(const hsm::KeyHandle hmac_key, state->token->FindKey(kAuditHmacKeyLabel));
+  auto commit = InternalCommitFor(*state, "update", "PRUNE");
+  // Recorded first: a crash in the middle of the deletions must not leave them unexplained.
+  const nlohmann::json started = {{"phase", "started"},
+                                  {"older_than_seconds", older_than.count()},
+                                  {"archive_dir", config_.audit.archive_dir}};
+  KW_RETURN_IF_ERROR(commit(storage::WriteBatch(), "sys/audit/prune", started));
+
+  auto report = audit::PruneAuditRecords(storage_, *state->token, hmac_key, clock_, older_than,
+                                         config_.audit.archive_dir);
+  nlohmann::json outcome = {{"phase", "finished"}};
+  if (report) {
+    outcome["pruned"] = report->pruned;
+    outcome["first_seq"] = report->first_seq;
+    outcome["last_seq"] = report->last_seq;
+    outcome["archive"] = report->archive;
+  } else {
+    outcome["errors"] = {report.error().message()};
+  }
+  if (Status recorded = commit(storage::WriteBatch(), "sys/audit/prune", outcome); !recorded) {
+    log::Error("audit prune outcome not recorded", {{log::kError, recorded.error().message()}});
+  }
+  if (report && report->pruned > 0) {
+    log::Info("audit records archived and pruned", {{"records", report->pruned},
+                                                    {"first_seq", report->first_seq},
+                                                    {"last_seq", report->last_seq},
+                                                    {log::kPath, report->archive}});
+  }
+  return report;
+}
+
 void Core::PruneAudit() {
   if (config_.audit.retention.count() <= 0) return;
-  auto state = Acquire();
-  if (!state) return;
-  auto hmac_key = (*state)->token->FindKey(kAuditHmacKeyLabel);
-  if (!hmac_key) {
-    log::Error("audit retention failed", {{log::kError, hmac_key.error().message()}});
-    return;
-  }
-  auto report = audit::PruneAuditRecords(storage_, *(*state)->token, *hmac_key, clock_,
-                                         config_.audit.retention, config_.audit.archive_dir);
-  if (!report) {
+  if (auto report = PruneAuditLog(config_.audit.retention); !report) {
     log::Error("audit retention failed", {{log::kError, report.error().message()}});
-    return;
-  }
-  if (report->pruned == 0) return;
-  log::Info("audit records archived and pruned", {{"records", report->pruned},
-                                                  {"first_seq", report->first_seq},
-                                                  {"last_seq", report->last_seq},
-                                                  {log::kPath, report->archive}});
-  nlohmann::json response = {{"pruned", report->pruned},
-                             {"first_seq", report->first_seq},
-                             {"last_seq", report->last_seq},
-                             {"archive", report->archive}};
-  auto commit = InternalCommitFor(**state, "update", "PRUNE");
-  if (Status committed = commit(storage::WriteBatch(), "sys/audit/prune", response); !committed) {
-    log::Error("audit retention not recorded", {{log::kError, committed.error().message()}});
   }
 }
 

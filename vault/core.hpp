@@ -15,6 +15,7 @@
 #include "storage/storage.hpp"
 #include "vault/audit/audit_log.hpp"
 #include "vault/audit/audit_settings.hpp"
+#include "vault/audit/retention.hpp"
 #include "vault/audit/sinks.hpp"
 #include "vault/auth/token_store.hpp"
 #include "vault/barrier/barrier.hpp"
@@ -104,6 +105,11 @@ class Core {
   // Revokes tokens that expired, with their descendants, in batches, each committed with an
   // audit record. Returns how many were revoked. unavailable when sealed.
   Result<std::size_t> SweepExpiredTokens();
+
+  // Archives and prunes audit records older than `older_than` into the configured
+  // archive_dir. An audit record of the prune commits before anything is deleted, and another
+  // records the outcome. unavailable when sealed; PruneAuditRecords's errors otherwise.
+  Result<audit::PruneReport> PruneAuditLog(std::chrono::seconds older_than);
 
   // Signs an audit checkpoint when records were added since the last one, and hands it to
   // the audit sinks. Returns the new checkpoint, nullopt when none was needed. Errors are

@@ -425,10 +425,10 @@ path "sys/audit/checkpoints" { capabilities = ["read", "sudo"] }
     const json report = BodyOf(pruned)["data"];
     CAPTURE(report.dump());
     CHECK(report["first_seq"] == 1);
-    // Every record but the newest, which is the first prune request's: the records listed
-    // above and the listing request's own.
-    REQUIRE(report["last_seq"] == stored + 1);
-    CHECK(report["pruned"] == stored + 1);
+    // Every record but the newest, which the prune itself commits before deleting anything:
+    // the records listed above, the listing request's own and the first prune request's.
+    REQUIRE(report["last_seq"] == stored + 2);
+    CHECK(report["pruned"] == stored + 2);
 
     const std::string archive = report["archive"];
     CHECK(fs::path(archive).parent_path() == archive_dir);
@@ -438,7 +438,7 @@ path "sys/audit/checkpoints" { capabilities = ["read", "sudo"] }
       // The server may have signed a checkpoint meanwhile; its line follows its record.
       if (!line.starts_with("{\"checkpoint\":")) lines.push_back(line);
     }
-    REQUIRE(lines.size() == stored + 1);
+    REQUIRE(lines.size() == stored + 2);
     for (std::size_t i = 0; i < stored; ++i) {
       CAPTURE(i);
       CHECK(lines[i] == before["records"][i]);
@@ -447,7 +447,9 @@ path "sys/audit/checkpoints" { capabilities = ["read", "sudo"] }
 
     const std::vector<json> remaining = AllRecords(*root, "");
     REQUIRE_FALSE(remaining.empty());
-    CHECK(remaining.front()["seq"] == stored + 2);
+    CHECK(remaining.front()["seq"] == stored + 3);
+    CHECK(remaining.front()["path"] == "sys/audit/prune");
+    CHECK(remaining.front()["method"] == "PRUNE");
     auto verify = root->Get("/v1/sys/audit/verify");
     CHECK_MESSAGE(StatusOf(verify) == 200, BodyOf(verify).dump());
     CHECK(BodyOf(verify)["data"]["ok"] == true);

@@ -187,8 +187,13 @@ class AuditLogImpl final : public AuditLog {
 
 Result<nlohmann::json> AuditLogImpl::BuildRecord(const AuditEntry& entry) {
   detail::Redactor redactor(token_, hmac_key_);
-  KW_ASSIGN_OR_RETURN(nlohmann::json request, redactor.Redact(entry.request_body, detail::BodyKind::kRequest));
-  KW_ASSIGN_OR_RETURN(nlohmann::json response, redactor.Redact(entry.response_body, detail::BodyKind::kResponse));
+  KW_ASSIGN_OR_RETURN(nlohmann::json request,
+                      redactor.Redact(entry.request_body, detail::BodyKind::kRequest));
+  const std::optional<nlohmann::json> summary =
+      detail::SummarizeResponse(entry.path, entry.response_body);
+  KW_ASSIGN_OR_RETURN(nlohmann::json response,
+                      redactor.Redact(summary ? *summary : entry.response_body,
+                                      detail::BodyKind::kResponse));
 
   // An entry without a time gets the time it is attached.
   const TimePoint time = entry.time == TimePoint{} ? clock_.Now() : entry.time;

@@ -46,6 +46,16 @@ std::optional<std::uint64_t> ParseRecordKey(std::string_view key);
 // invalid UTF-8 replaced by U+FFFD, so invalid UTF-8 does not make it throw.
 std::string CanonicalJson(const nlohmann::json& value);
 
+// Maximum nesting of arrays and objects in a stored record: the bodies' limit (128 levels,
+// redaction.hpp) plus the record's own levels, with room to spare.
+inline constexpr std::size_t kMaxRecordDepth = 136;
+
+// Returns true when the JSON text `text` nests arrays and objects deeper than `max_depth`,
+// counting brackets outside strings without parsing. Callers check it before parsing or
+// serializing a record from storage or a file: nlohmann::json serializes recursively, so a
+// deeper record could exhaust the stack.
+bool NestsDeeperThan(std::string_view text, std::size_t max_depth);
+
 // Returns the lower-case hex SHA-256 of `canonical`, the hash that the next record's prev_hash
 // and the head name.
 std::string RecordHash(std::string_view canonical);

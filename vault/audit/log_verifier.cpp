@@ -98,6 +98,14 @@ void LogVerifier::Fail(std::uint64_t sequence, std::string reason, std::string_v
 void LogVerifier::AddRecord(std::string_view canonical, std::string_view location,
                             std::optional<std::uint64_t> stored_sequence) {
   if (problem_) return;
+  if (detail::NestsDeeperThan(canonical, detail::kMaxRecordDepth)) {
+    const std::uint64_t sequence = stored_sequence.value_or(tree_size() + 1);
+    return Fail(sequence,
+                "record " + std::to_string(sequence) + " nests deeper than " +
+                    std::to_string(detail::kMaxRecordDepth) +
+                    " levels, which no stored record does (edited by hand?)",
+                location);
+  }
   const nlohmann::json record =
       nlohmann::json::parse(canonical, nullptr, /*allow_exceptions=*/false);
   AcceptRecord(canonical, record, stored_sequence, location);
@@ -267,6 +275,13 @@ void LogVerifier::AddLine(std::string_view line, std::string_view location) {
     return Fail(next, "empty line: every line must hold a record or a checkpoint", location);
   }
 
+  if (detail::NestsDeeperThan(line, detail::kMaxRecordDepth)) {
+    return Fail(next,
+                "record " + std::to_string(next) + " nests deeper than " +
+                    std::to_string(detail::kMaxRecordDepth) +
+                    " levels, which no stored record does (edited by hand?)",
+                location);
+  }
   const nlohmann::json parsed = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_object() && parsed.size() == 1 && parsed.contains("checkpoint")) {
     const nlohmann::json& note = parsed["checkpoint"];

@@ -52,9 +52,63 @@ Redactor::~Redactor() {
   }
 }
 
+namespace {
+
+// Counts the scalar values in `node`. invalid_argument when arrays and objects nest deeper
+// than kMaxBodyDepth, checked before anything recurses further.
+Result<std::size_t> CountValues(const nlohmann::json& node, int depth) {
+  if (!node.is_object() && !node.is_array()) return 1;
+  if (depth >= kMaxBodyDepth) {
+    return InvalidArgument("body nests deeper than " + std::to_string(kMaxBodyDepth) + " levels");
+  }
+  std::size_t count = 0;
+  for (const auto& child : node) {
+    KW_ASSIGN_OR_RETURN(const std::size_t child_count, CountValues(child, depth + 1));
+    count += child_count;
+  }
+  return count;
+}
+
+// Returns the part of a sys/audit listing's response that stays in its record: the envelope,
+// with the array under "data" replaced by its length.
+nlohmann::json SummarizeListing(const nlohmann::json& body, std::string_view array_key) {
+  nlohmann::json summary = nlohmann::json::object();
+  for (const auto& [key, value] : body.items()) {
+    if (key != "data" || !value.is_object()) {
+      summary[key] = value;
+      continue;
+    }
+    nlohmann::json data = nlohmann::json::object();
+    for (const auto& [data_key, data_value] : value.items()) {
+      const bool listing = data_key == array_key && data_value.is_array();
+      data[data_key] = listing ? nlohmann::json(data_value.size()) : data_value;
+    }
+    summary[key] = std::move(data);
+  }
+  return summary;
+}
+
+}  // namespace
+
+std::optional<nlohmann::json> SummarizeResponse(std::string_view path,
+                                                const nlohmann::json& response_body) {
+  if (!response_body.is_object()) return std::nullopt;
+  if (path == "sys/audit/records") return SummarizeListing(response_body, "records");
+  if (path == "sys/audit/checkpoints") return SummarizeListing(response_body, "checkpoints");
+  return std::nullopt;
+}
+
 Result<nlohmann::json> Redactor::Redact(const nlohmann::json& body, BodyKind kind) {
   kind_ = kind;
-  return RedactNode(body, /*clear_strings=*/false, Position::kRoot, /*depth=*/0);
+  KW_ASSIGN_OR_RETURN(const std::size_t values, CountValues(body, /*depth=*/0));
+
+  // Each redacted value costs an HSM call and up to 78 bytes of record, so a large body is
+  // hashed whole. Its text is measured even when the count is low, because object keys stay
+  // in clear and strings under allowlisted keys do too.
+  std::string text = CanonicalJson(body);
+  if (values > kMaxBodyValues || text.size() > kMaxBodyBytes) return HashWholeBody(text, values);
+  WipeString(text);
+  return RedactNode(body, /*clear_strings=*/false, Position::kRoot);
 }
 
 Redactor::Position Redactor::ChildPosition(Position parent, std::string_view key) const {
@@ -67,34 +121,19 @@ Redactor::Position Redactor::ChildPosition(Position parent, std::string_view key
   return Position::kOther;
 }
 
-namespace {
-
-// Counts the scalar values in `node`, stopping once `limit` is passed.
-std::size_t CountScalars(const nlohmann::json& node, std::size_t limit) {
-  if (!node.is_object() && !node.is_array()) return 1;
-  std::size_t count = 0;
-  for (const auto& child : node) {
-    count += CountScalars(child, limit - std::min(count, limit));
-    if (count > limit) break;
-  }
-  return count;
+// Wipes `text` in every case.
+Result<nlohmann::json> Redactor::HashWholeBody(std::string& text, std::size_t values) {
+  const std::size_t bytes = text.size();
+  Result<std::string> hmac = HmacValue(token_, key_, text);
+  WipeString(text);
+  if (!hmac) return tl::unexpected(hmac.error());
+  return nlohmann::json{{"hmac_of_body", std::move(*hmac)}, {"bytes", bytes}, {"values", values}};
 }
 
-}  // namespace
-
 Result<nlohmann::json> Redactor::RedactNode(const nlohmann::json& node, bool clear_strings,
-                                            Position position, int depth) {
+                                            Position position) {
   using Type = nlohmann::json::value_t;
-  // A payload costs one HSM call per value. Past kMaxPayloadValues the whole payload is
-  // hashed as one value (its JSON text), so that one read cannot tie up the HSM.
-  if (position == Position::kPayload && (node.is_object() || node.is_array()) &&
-      CountScalars(node, kMaxPayloadValues) > kMaxPayloadValues) {
-    std::string text = node.dump();
-    Result<std::string> hmac = CachedHmac(text);
-    WipeString(text);
-    if (!hmac) return tl::unexpected(hmac.error());
-    return nlohmann::json{{"hmac_of_payload", std::move(*hmac)}};
-  }
+  // Redact has checked the depth, so the recursion below stays within kMaxBodyDepth.
   switch (node.type()) {
     case Type::string: {
       if (clear_strings) return node;
@@ -110,28 +149,25 @@ Result<nlohmann::json> Redactor::RedactNode(const nlohmann::json& node, bool cle
       return nlohmann::json(std::move(*hmac));
     }
     case Type::object: {
-      if (depth >= kMaxBodyDepth) {
-        return InvalidArgument("body nests deeper than " + std::to_string(kMaxBodyDepth) +
-                               " levels");
-      }
       nlohmann::json out = nlohmann::json::object();
       for (const auto& [key, value] : node.items()) {
         const Position child = ChildPosition(position, key);
         const bool clear = child != Position::kPayload && IsClearKey(key);
-        KW_ASSIGN_OR_RETURN(out[key], RedactNode(value, clear, child, depth + 1));
+        KW_ASSIGN_OR_RETURN(nlohmann::json redacted, RedactNode(value, clear, child));
+        if (key.size() <= kMaxClearKeyBytes) {
+          out[key] = std::move(redacted);
+        } else {
+          KW_ASSIGN_OR_RETURN(const std::string key_hmac, CachedHmac(key));
+          out[key_hmac] = std::move(redacted);
+        }
       }
       return out;
     }
     case Type::array: {
-      if (depth >= kMaxBodyDepth) {
-        return InvalidArgument("body nests deeper than " + std::to_string(kMaxBodyDepth) +
-                               " levels");
-      }
       // Elements inherit the array's key, so "errors": ["..."] stays in clear.
       nlohmann::json out = nlohmann::json::array();
       for (const auto& element : node) {
-        KW_ASSIGN_OR_RETURN(nlohmann::json redacted,
-                            RedactNode(element, clear_strings, position, depth + 1));
+        KW_ASSIGN_OR_RETURN(nlohmann::json redacted, RedactNode(element, clear_strings, position));
         out.push_back(std::move(redacted));
       }
       return out;

@@ -111,11 +111,19 @@ Result<SinkPosition> PositionFromLine(std::string_view line, const std::string& 
 }
 
 // A JSON-lines file written with O_APPEND, one write(2) per line and no fsync.
+//
+// The sink distinguishes a deleted file from a renamed one by the link count of the open file
+// alone. `rm` of the file or `rm -rf` of its directory drops the count to 0, and writes would
+// then go to an inode that no path reaches. A rename (logrotate) keeps the count at 1 while the
+// path names another file or none until SIGHUP, so a check of the path would fail a rotation.
+// NOTE: the Linux NFS client renames a deleted file that is still open to .nfsXXXX instead of
+// unlinking it, so on NFS the count stays 1 and a deletion is not detected.
 class FileSink final : public Sink {
  public:
   explicit FileSink(std::string path) : path_(std::move(path)) {}
 
   Result<SinkPosition> Open() override {
+    const bool replaces_deleted = fd_.valid() && IsDeleted(fd_.get());
     UniqueFd opened(::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
     if (!opened.valid()) return Unavailable("open " + path_ + ": " + ErrnoText(errno));
     struct stat status {};
@@ -124,6 +132,7 @@ class FileSink final : public Sink {
     }
     if (!S_ISREG(status.st_mode)) return InvalidArgument(path_ + " is not a regular file");
     KW_ASSIGN_OR_RETURN(SinkPosition position, ReadPosition(opened.get(), status.st_size));
+    position.replaces_deleted = replaces_deleted;
     fd_ = std::move(opened);
     return position;
   }
@@ -134,6 +143,7 @@ class FileSink final : public Sink {
     if (::fstat(fd_.get(), &before) != 0) {
       return Unavailable("fstat " + path_ + ": " + ErrnoText(errno));
     }
+    if (before.st_nlink == 0) return Unavailable(path_ + " was deleted");
     char newline = '\n';
     std::array<iovec, 2> parts = {iovec{const_cast<char*>(line.data()), line.size()},
                                   iovec{&newline, 1}};
@@ -154,6 +164,13 @@ class FileSink final : public Sink {
   bool KeepsHistory() const override { return true; }
 
  private:
+  // Returns true when no path links to the open file any more. An fstat error counts as not
+  // deleted, because the next Write reports it.
+  static bool IsDeleted(int fd) {
+    struct stat status {};
+    return ::fstat(fd, &status) == 0 && status.st_nlink == 0;
+  }
+
   // Removes a torn last line (a crash in the middle of a write) and reads the position from
   // the last complete line.
   Result<SinkPosition> ReadPosition(int fd, off_t size) {
@@ -397,8 +414,13 @@ Status SinkSet::OpenAtPosition(SinkState& state, std::uint64_t database_last, bo
   if (position->last_sequence) {
     state.next = *position->last_sequence + 1;
     state.last_checkpoint = position->ends_with_checkpoint ? *position->last_sequence : 0;
-  } else if (at_start) {
+  } else if (at_start || position->replaces_deleted) {
     state.next = state.sink->KeepsHistory() ? 1 : database_last + 1;
+    state.last_checkpoint = 0;
+    if (position->replaces_deleted) {
+      log::Warn("audit sink file was deleted; the new file starts with the first stored record",
+                {{"sink", state.config.name}, {log::kPath, state.config.path}});
+    }
   }
   // A reopened destination that is empty (a file renamed away) continues at the in-memory
   // next record.
@@ -480,8 +502,17 @@ Status SinkSet::WriteLine(SinkState& state, std::uint64_t sequence, std::string_
 }
 
 Status SinkSet::MarkFailed(SinkState& state, const Error& error) {
+  if (!state.healthy) {
+    if (state.error != error.message()) {
+      state.error = error.message();
+      log::Warn("audit sink still failed", {{"sink", state.config.name},
+                                            {"required", state.config.required},
+                                            {"attempts", state.failed_attempts},
+                                            {log::kError, state.error}});
+    }
+    return tl::unexpected(error);
+  }
   state.error = error.message();
-  if (!state.healthy) return tl::unexpected(error);  // logged when it first failed
   state.healthy = false;
   state.failed_attempts = 0;
   state.last_attempt = std::chrono::steady_clock::now();

@@ -27,7 +27,7 @@ inline constexpr std::size_t kMaxSyslogRecordBytes = 60 * 1024;
 // A failed sink is reopened and caught up at most this often.
 inline constexpr std::chrono::seconds kSinkRecoveryInterval{1};
 
-// The state of one sink, as sys/health reports it.
+// The state of one sink. sys/health shows name, type, required and healthy.
 struct SinkStatus {
   std::string name;
   std::string type;  // "file" or "syslog"
@@ -51,6 +51,9 @@ struct SinkPosition {
   std::optional<std::uint64_t> last_sequence;
   // The destination ends with the checkpoint line for a tree of last_sequence records.
   bool ends_with_checkpoint = false;
+  // The destination open until now was deleted, so a new empty one starts with every record
+  // still in the database instead of the next one.
+  bool replaces_deleted = false;
 };
 
 // One destination. SinkSet serialises every call; implementations need no locking.
@@ -64,7 +67,7 @@ class Sink {
 
   // Writes `line` (one JSON value, without the newline). `sequence` is the record's, or the
   // tree size for a checkpoint line. Returns the error at once and never retries; a failed
-  // write leaves no partial line behind.
+  // write leaves no partial line behind. A file that was deleted fails without a write.
   virtual Status Write(std::uint64_t sequence, std::string_view line, bool checkpoint) = 0;
 
   // Returns true when the destination keeps what was written (a file), so that a new one
@@ -128,8 +131,8 @@ class SinkSet {
   // The calls below run with mutex_ held. Each marks the sink failed when it returns an error.
 
   // Opens the sink and adopts the position it reports. A destination that reports none
-  // starts, at start-up, at record 1 (a file) or after the last stored record (syslog), and
-  // later continues at the in-memory next record.
+  // starts, at start-up or in place of a deleted file, at record 1 (a file) or after the last
+  // stored record (syslog). Otherwise it continues at the in-memory next record.
   Status OpenAtPosition(SinkState& state, std::uint64_t database_last, bool at_start);
   // Reopens the sink and catches it up with the last stored record; marks it healthy on success.
   Status Recover(SinkState& state);
@@ -138,7 +141,8 @@ class SinkSet {
   Status CatchUp(SinkState& state, std::uint64_t through);
   Status WriteLine(SinkState& state, std::uint64_t sequence, std::string_view line,
                    bool checkpoint);
-  // Records `error` as the sink's, logs the first failure, and returns `error`.
+  // Records `error` as the sink's and returns it. Logs the first failure, and a later error
+  // only when its message differs from the last one, so a failing recovery logs once per cause.
   Status MarkFailed(SinkState& state, const Error& error);
   // Returns unavailable naming every failed required sink; OK when there is none.
   Status FailedRequiredStatus() const;

@@ -249,3 +249,33 @@ TEST_SUITE("vault/audit/checkpoint") {
 
 }  // namespace
 }  // namespace kw::vault::audit
+
+#include "vault/audit/log_verifier.hpp"
+
+namespace kw::vault::audit {
+namespace {
+
+TEST_SUITE("vault/audit/depth") {
+  TEST_CASE("nesting counted outside strings") {
+    CHECK_FALSE(detail::NestsDeeperThan(R"({"a":[1,{"b":2}]})", 3));
+    CHECK(detail::NestsDeeperThan(R"({"a":[1,{"b":[2]}]})", 3));
+    CHECK_FALSE(detail::NestsDeeperThan(R"({"a":"[[[[[[{{{{"})", 1));
+    CHECK_FALSE(detail::NestsDeeperThan(R"({"a":"\"[[[["})", 1));
+    CHECK(detail::NestsDeeperThan(R"({"a":"\\",[[]]})", 2));
+  }
+
+  TEST_CASE("deep record reported, not crashed") {
+    auto verifier = LogVerifier::Create({});
+    REQUIRE(verifier.has_value());
+    // Two million levels: serializing it recursively would exhaust the stack.
+    const std::string deep = R"({"seq":1,"zz":)" + std::string(2'000'000, '[') +
+                             std::string(2'000'000, ']') + "}";
+    verifier->AddLine(deep, "export.jsonl:1");
+    REQUIRE_FALSE(verifier->ok());
+    CHECK(verifier->problem()->sequence == 1);
+    CHECK(verifier->problem()->reason.find("nests deeper than") != std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace kw::vault::audit

@@ -285,6 +285,104 @@ TEST_SUITE("vault/audit/sinks") {
     CHECK(sinks->Health()[0].healthy);
   }
 
+  TEST_CASE("deleted file fails the next write") {
+    SinkHarness h;
+    const fs::path path = h.File("audit.log");
+    auto sinks = h.Open({FileConfig(path)});
+    for (int n = 1; n <= 2; ++n) REQUIRE(h.CommitAndDeliver(*sinks, n).has_value());
+    REQUIRE(fs::remove(path));
+
+    const Status delivered = h.CommitAndDeliver(*sinks, 3);
+    REQUIRE_FALSE(delivered.has_value());
+    CHECK(delivered.error().code() == Code::kUnavailable);
+    CHECK(delivered.error().message() == "audit sink \"audit-file\" failed: " + path.string() +
+                                             " was deleted; requests are refused until it "
+                                             "recovers");
+    CHECK_FALSE(sinks->Health()[0].healthy);
+    CHECK_FALSE(sinks->CheckRequired().has_value());
+  }
+
+  TEST_CASE("renamed file keeps receiving writes") {
+    SinkHarness h;
+    const fs::path path = h.File("audit.log");
+    const fs::path rotated = h.File("audit.log.1");
+    auto sinks = h.Open({FileConfig(path)});
+    REQUIRE(h.CommitAndDeliver(*sinks, 1).has_value());
+
+    // logrotate renames the file and, with "create", puts an empty one at the path; the sink
+    // keeps writing to the renamed file until SIGHUP.
+    fs::rename(path, rotated);
+    REQUIRE(h.CommitAndDeliver(*sinks, 2).has_value());
+    { std::ofstream created(path, std::ios::binary); }
+    REQUIRE(h.CommitAndDeliver(*sinks, 3).has_value());
+
+    CHECK(Lines(rotated) == StoredRecords(h.audit.storage()));
+    CHECK(fs::file_size(path) == 0);
+    CHECK(sinks->Health()[0].healthy);
+    CHECK(sinks->CheckRequired().has_value());
+  }
+
+  TEST_CASE("recovery after deleted directory rewrites from record 1") {
+    SinkHarness h;
+    const fs::path directory = h.File("logs");
+    fs::create_directories(directory);
+    const fs::path path = directory / "audit.log";
+    auto sinks = h.Open({FileConfig(path)});
+    for (int n = 1; n <= 3; ++n) REQUIRE(h.CommitAndDeliver(*sinks, n).has_value());
+    h.PutCheckpoint(2);
+    REQUIRE(sinks->DeliverCheckpoint(3, FakeNote(3)).has_value());
+    h.PutCheckpoint(3);
+
+    REQUIRE(fs::remove_all(directory) == 2);
+    const Status delivered = h.CommitAndDeliver(*sinks, 4);
+    REQUIRE_FALSE(delivered.has_value());
+    CHECK(delivered.error().message().starts_with("audit sink \"audit-file\" failed: " +
+                                                  path.string() + " was deleted"));
+
+    // While the directory is missing, recovery fails on open.
+    std::this_thread::sleep_for(kSinkRecoveryInterval + std::chrono::milliseconds(100));
+    const Status missing = sinks->CheckRequired();
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().message().starts_with("audit sink \"audit-file\" failed: open " +
+                                                path.string()));
+    CHECK_FALSE(sinks->Health()[0].healthy);
+
+    // Record 5 arrives while the sink is failed. The new file contains every stored record from
+    // record 1 and each checkpoint after its record, not only the records the sink missed.
+    CHECK_FALSE(h.CommitAndDeliver(*sinks, 5).has_value());
+    fs::create_directories(directory);
+    std::this_thread::sleep_for(kSinkRecoveryInterval + std::chrono::milliseconds(100));
+    REQUIRE(sinks->CheckRequired().has_value());
+    CHECK(sinks->Health()[0].healthy);
+    CHECK(sinks->Health()[0].next_sequence == 6);
+
+    std::vector<std::string> expected = StoredRecords(h.audit.storage());
+    REQUIRE(expected.size() == 5);
+    expected.insert(expected.begin() + 3, CheckpointLineOf(3));
+    expected.insert(expected.begin() + 2, CheckpointLineOf(2));
+    CHECK(Lines(path) == expected);
+
+    REQUIRE(h.CommitAndDeliver(*sinks, 6).has_value());
+    CHECK(Lines(path).back() == StoredRecords(h.audit.storage()).back());
+  }
+
+  TEST_CASE("reopen after deleted file rewrites from record 1") {
+    SinkHarness h;
+    const fs::path path = h.File("audit.log");
+    auto sinks = h.Open({FileConfig(path)});
+    for (int n = 1; n <= 3; ++n) REQUIRE(h.CommitAndDeliver(*sinks, n).has_value());
+    REQUIRE(sinks->DeliverCheckpoint(3, FakeNote(3)).has_value());
+    h.PutCheckpoint(3);
+
+    // SIGHUP before any write noticed the deletion.
+    REQUIRE(fs::remove(path));
+    sinks->Reopen();
+    CHECK(sinks->Health()[0].healthy);
+    std::vector<std::string> expected = StoredRecords(h.audit.storage());
+    expected.push_back(CheckpointLineOf(3));
+    CHECK(Lines(path) == expected);
+  }
+
   TEST_CASE("failed file write leaves no partial line") {
     SinkHarness h;
     const fs::path path = h.File("audit.log");
