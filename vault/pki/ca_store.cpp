@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vault/pki/jwk.hpp"
+
 namespace kw::vault::pki {
 namespace {
 
@@ -98,7 +100,7 @@ Result<CaState> ParseCaState(std::string_view json_text) {
     }
     return state;
   } catch (const json::exception& e) {
-    return DataLoss(std::string("the stored CA state is malformed: ") + e.what());
+    return DataLoss("the stored CA state is malformed: " + detail::DescribeJsonError(e));
   }
 }
 

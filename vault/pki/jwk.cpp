@@ -23,6 +23,15 @@ std::string QuoteForMessage(std::string_view value) {
   return quoted;
 }
 
+std::string DescribeJsonError(const nlohmann::json::exception& error) {
+  if (const auto* syntax = dynamic_cast<const nlohmann::json::parse_error*>(&error)) {
+    return "invalid JSON: syntax error at byte " + std::to_string(syntax->byte);
+  }
+  // nlohmann's out_of_range ids 406 to 408 report a number in the text that does not fit.
+  if (error.id >= 406 && error.id <= 408) return "invalid JSON: a number is out of range";
+  return error.what();
+}
+
 }  // namespace detail
 
 namespace {
@@ -309,8 +318,7 @@ Result<nlohmann::json> ParseJsonStrict(std::string_view text, std::size_t max_de
         break;
       case Event::key:
         if (!open_objects.back().insert(parsed.get<std::string>()).second) {
-          throw StrictJsonViolation("JSON member " + QuoteForMessage(parsed.get<std::string>()) +
-                                    " occurs more than once in one object");
+          throw StrictJsonViolation("JSON member name occurs more than once in one object");
         }
         break;
       case Event::value:
@@ -323,7 +331,7 @@ Result<nlohmann::json> ParseJsonStrict(std::string_view text, std::size_t max_de
   } catch (const StrictJsonViolation& violation) {
     return InvalidArgument(violation.what());
   } catch (const nlohmann::json::exception& error) {
-    return InvalidArgument(std::string("invalid JSON: ") + error.what());
+    return InvalidArgument(detail::DescribeJsonError(error));
   }
 }
 

@@ -22,7 +22,8 @@ std::optional<Bytes> Base64UrlDecode(std::string_view text);
 // Parses JSON text and rejects what nlohmann::json would silently accept: a member name that
 // occurs twice in one object (nlohmann keeps the last one, so `{"alg":"ES256","alg":"none"}`
 // would read differently to different parsers) and nesting deeper than `max_depth`.
-// invalid_argument names the problem; the message never contains the input.
+// invalid_argument names the problem and, for a syntax error, the byte offset; the message
+// never contains the input, not even a duplicated member name.
 Result<nlohmann::json> ParseJsonStrict(std::string_view text, std::size_t max_depth = 32);
 
 // Converts a DER SubjectPublicKeyInfo into a public JWK with only the key members: EC keys on
@@ -52,6 +53,12 @@ namespace detail {
 // Quotes a value taken from untrusted input for an error message: JSON-escaped, invalid UTF-8
 // replaced, cut after 64 bytes (then "..." follows the closing quote).
 std::string QuoteForMessage(std::string_view value);
+
+// Describes a nlohmann::json exception without quoting the parsed text, whose own message
+// does ("last read: ..."): a syntax error gives the byte offset, a number overflow a fixed
+// text. Other errors keep nlohmann's message: for the at() and get() calls that follow a parse,
+// it names types, keys and indexes from the calling code, not the parsed text.
+std::string DescribeJsonError(const nlohmann::json::exception& error);
 
 }  // namespace detail
 

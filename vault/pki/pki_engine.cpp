@@ -93,7 +93,7 @@ Result<CertRecord> CertFromJson(ByteSpan bytes) {
     record.der = std::move(*der);
     return record;
   } catch (const json::exception& e) {
-    return DataLoss(std::string("a stored certificate record is malformed: ") + e.what());
+    return DataLoss("a stored certificate record is malformed: " + detail::DescribeJsonError(e));
   }
 }
 

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vault/auth/spiffe_id.hpp"
+#include "vault/pki/jwk.hpp"
 
 namespace kw::vault::pki {
 namespace {
@@ -80,7 +81,7 @@ Result<PkiRole> RoleFromJson(std::string_view text) {
     role.jwt_max_ttl = std::chrono::seconds(j.at("jwt_max_ttl").get<std::int64_t>());
     return role;
   } catch (const json::exception& e) {
-    return DataLoss(std::string("stored PKI role is malformed: ") + e.what());
+    return DataLoss("stored PKI role is malformed: " + detail::DescribeJsonError(e));
   }
 }
 

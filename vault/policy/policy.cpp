@@ -185,6 +185,9 @@ Result<std::vector<PathRule>> ParseJsonRules(std::string_view document) {
   } catch (const nlohmann::json::parse_error& error) {
     return InvalidArgument("malformed JSON at line " +
                            std::to_string(LineOfOffset(document, error.byte)));
+  } catch (const nlohmann::json::out_of_range&) {
+    // nlohmann reports a number too large for a double this way, not as a parse_error.
+    return InvalidArgument("malformed JSON: a number is out of range");
   }
   if (!parsed.is_object()) return InvalidArgument("the JSON policy must be an object");
   std::vector<PathRule> rules;

@@ -164,9 +164,8 @@ TEST_SUITE("vault/audit") {
     CHECK_FALSE(Contains(harness.Record(1).dump(), "LEAKKEY"));
   }
 
-  TEST_CASE("long key keeps payload position") {
-    // A long "data" key at the top level of a request is still the user payload, so its
-    // numbers are hashed; the key is only renamed.
+  TEST_CASE("long key inside payload hashed") {
+    // The values under a hashed key are still in the payload, so their numbers are hashed too.
     AuditHarness harness;
     AuditEntry entry = MakeEntry(1);
     const std::string long_key(detail::kMaxClearKeyBytes + 1, 'd');

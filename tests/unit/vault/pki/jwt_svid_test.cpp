@@ -518,6 +518,40 @@ TEST_SUITE("vault/pki/jwt_svid") {
     ExpectRejected(TokenFromText(Header().dump(), "[1,2]", signer), "claims must be a JSON object");
     ExpectRejected(TokenFromText(Header().dump(), "not json", signer), "claims: invalid JSON");
   }
+
+  TEST_CASE_FIXTURE(JwtFixture, "jwt parse errors omit input") {
+    // The message lands in clear in the audit record's error field, so it must not quote
+    // the decoded header or claims.
+    const auto expect_message = [&](const std::string& token, const std::string& reason) {
+      const auto result = Verify(token);
+      REQUIRE_FALSE(result.has_value());
+      CHECK(result.error().code() == Code::kInvalidArgument);
+      const std::string message = result.error().message();
+      INFO("message: " << message);
+      CHECK(message.find(reason) != std::string::npos);
+      CHECK(message.find("LEAK") == std::string::npos);
+    };
+    SUBCASE("unterminated claims string") {
+      expect_message(TokenFromText(Header().dump(), R"({"sub":"LEAKBBB1 secret)", signer),
+                     "claims: invalid JSON: syntax error at byte 24");
+    }
+    SUBCASE("header not JSON") {
+      expect_message(TokenFromText("LEAKHDR1", Claims().dump(), signer),
+                     "header: invalid JSON: syntax error at byte 1");
+    }
+    SUBCASE("claims number overflow") {
+      expect_message(TokenFromText(Header().dump(), R"({"LEAKNUM1":1e999})", signer),
+                     "claims: invalid JSON: a number is out of range");
+      const auto result = Verify(TokenFromText(Header().dump(), R"({"n":1e999})", signer));
+      REQUIRE_FALSE(result.has_value());
+      CHECK(result.error().message().find("1e999") == std::string::npos);
+    }
+    SUBCASE("duplicate member name") {
+      const std::string header = R"({"alg":"ES256","LEAKDUP1":1,"LEAKDUP1":2})";
+      expect_message(TokenFromText(header, Claims().dump(), signer),
+                     "header: JSON member name occurs more than once");
+    }
+  }
 }
 
 }  // namespace

@@ -101,6 +101,12 @@ TEST_SUITE("vault/policy") {
     CHECK(Contains(message, "invalid policy \"p\""));
   }
 
+  TEST_CASE("policy json number overflow rejected") {
+    const std::string message = ParseError("p", R"({"path": {"a": {"max_ttl": 1e999}}})");
+    CHECK(Contains(message, "malformed JSON: a number is out of range"));
+    CHECK_FALSE(Contains(message, "1e999"));
+  }
+
   TEST_CASE("policy invalid name rejected") {
     CHECK(Contains(ParseError("a/b", "path \"x\" { capabilities = [] }"), "policy name"));
   }
