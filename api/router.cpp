@@ -152,6 +152,25 @@ std::string ErrorText(const Reply& reply) {
   return text;
 }
 
+// Returns the 503 for a failed required audit sink. It names the sinks but not their errors,
+// which can name files and go to any caller; the server log has them.
+Reply SinkFailureReply(const vault::audit::SinkSet& sinks) {
+  std::string names;
+  int failed = 0;
+  for (const vault::audit::SinkStatus& sink : sinks.Health()) {
+    if (sink.healthy || !sink.required) continue;
+    if (!names.empty()) names += ", ";
+    names += "\"" + sink.name + "\"";
+    ++failed;
+  }
+  if (failed == 0) names = "a required audit sink";
+  const std::string what = failed > 1 ? "audit sinks " + names + " failed"
+                                      : (failed == 1 ? "audit sink " + names : names) + " failed";
+  return ErrorReply(503, {what + "; requests are refused until " +
+                          (failed > 1 ? "they recover" : "it recovers") +
+                          " (the server log has the cause)"});
+}
+
 bool IsAuditVerify(const RequestContext& c) {
   return c.path == "sys/audit/verify" && c.operation == "read" && c.identity.root;
 }
@@ -251,7 +270,7 @@ HttpResponse Router::Handle(HttpRequest& request) {
     if (!identity) {
       reply = ReplyForError(identity.error());
     } else if (!sinks_ready) {
-      reply = ReplyForError(sinks_ready.error());
+      reply = SinkFailureReply(*sinks);
     } else if (!target) {
       reply = ReplyForError(target.error());
     } else if (!body) {
@@ -313,7 +332,7 @@ HttpResponse Router::Handle(HttpRequest& request) {
       if (!delivered && sinks_ready) {
         log::Error("audit sink failed after the request committed; responded with 503",
                    {{log::kRequestId, c.request_id}, {log::kError, delivered.error().message()}});
-        return ToHttp(ReplyForError(delivered.error()));
+        return ToHttp(SinkFailureReply(*sinks));
       }
       return ToHttp(reply);
     }

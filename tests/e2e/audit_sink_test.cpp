@@ -293,15 +293,16 @@ TEST_SUITE("e2e/audit_sinks") {
       if (failed_status != 200) break;
     }
     REQUIRE(failed_status == 503);
-    CHECK(first_error.starts_with("audit sink \"audit-file\" failed: write " + log.string()));
-    CHECK(first_error.ends_with("requests are refused until it recovers"));
+    // The reply names the sink but not its error, which names the file.
+    CHECK(first_error == "audit sink \"audit-file\" failed; requests are refused until it recovers (the server log has the cause)");
+    CHECK(first_error.find(log.string()) == std::string::npos);
 
     // Later requests are refused before their handler runs, and at once.
     auto started = steady_clock::now();
     auto refused_write = WriteSecret(*client, "refused", {{"v", "never stored"}});
     CHECK(steady_clock::now() - started < kRefusalLimit);
     CHECK(StatusOf(refused_write) == 503);
-    CHECK(FirstError(refused_write).starts_with("audit sink \"audit-file\" failed: "));
+    CHECK(FirstError(refused_write) == "audit sink \"audit-file\" failed; requests are refused until it recovers (the server log has the cause)");
     started = steady_clock::now();
     auto refused_read = client->Get("/v1/secret/data/kept/0");
     CHECK(steady_clock::now() - started < kRefusalLimit);
@@ -374,8 +375,7 @@ TEST_SUITE("e2e/audit_sinks") {
     auto after_delete = WriteSecret(*client, "written-after-delete", {{"v", 1}});
     CHECK(steady_clock::now() - started < kRefusalLimit);
     CHECK(StatusOf(after_delete) == 503);
-    CHECK(FirstError(after_delete) == "audit sink \"audit-file\" failed: " + log.string() +
-                                          " was deleted; requests are refused until it recovers");
+    CHECK(FirstError(after_delete) == "audit sink \"audit-file\" failed; requests are refused until it recovers (the server log has the cause)");
     started = steady_clock::now();
     auto refused_read = client->Get("/v1/secret/data/kept/0");
     CHECK(steady_clock::now() - started < kRefusalLimit);
