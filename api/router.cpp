@@ -129,7 +129,7 @@ void LogServerError(const RequestContext& c, const Reply& reply) {
 }
 
 // Returns the SPIFFE ID of the client's verified TLS certificate; empty without one or when
-// the certificate holds no valid SPIFFE ID.
+// the certificate contains no valid SPIFFE ID.
 std::string ClientSpiffeId(const HttpRequest& request) {
   if (!request.client_certificate_der) return {};
   auto certificate = vault::auth::ParseDerCertificate(*request.client_certificate_der);
@@ -155,19 +155,18 @@ std::string ErrorText(const Reply& reply) {
 // Returns the 503 for a failed required audit sink. It names the sinks but not their errors,
 // which can name files and go to any caller; the server log has them.
 Reply SinkFailureReply(const vault::audit::SinkSet& sinks) {
-  std::string names;
-  int failed = 0;
+  std::vector<std::string> failed;
   for (const vault::audit::SinkStatus& sink : sinks.Health()) {
-    if (sink.healthy || !sink.required) continue;
-    if (!names.empty()) names += ", ";
-    names += "\"" + sink.name + "\"";
-    ++failed;
+    if (!sink.healthy && sink.required) failed.push_back("\"" + sink.name + "\"");
   }
-  if (failed == 0) names = "a required audit sink";
-  const std::string what = failed > 1 ? "audit sinks " + names + " failed"
-                                      : (failed == 1 ? "audit sink " + names : names) + " failed";
-  return ErrorReply(503, {what + "; requests are refused until " +
-                          (failed > 1 ? "they recover" : "it recovers") +
+  std::string subject = "a required audit sink";
+  if (failed.size() == 1) subject = "audit sink " + failed.front();
+  if (failed.size() > 1) {
+    subject = "audit sinks " + failed.front();
+    for (std::size_t i = 1; i < failed.size(); ++i) subject += ", " + failed[i];
+  }
+  const std::string until = failed.size() > 1 ? "they recover" : "it recovers";
+  return ErrorReply(503, {subject + " failed; requests are refused until " + until +
                           " (the server log has the cause)"});
 }
 

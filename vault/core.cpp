@@ -196,22 +196,24 @@ Result<std::unique_ptr<audit::note::NoteSigner>> Core::OpenCheckpointSigner(hsm:
 
 Result<std::optional<audit::CheckpointInfo>> Core::Checkpoint() {
   KW_ASSIGN_OR_RETURN(auto state, Acquire());
-  auto made = state->audit->MakeCheckpoint();
-  if (!made) {
-    log::Error("audit checkpoint failed", {{log::kError, made.error().message()}});
-    return made;
+  auto signed_checkpoint = state->audit->MakeCheckpoint();
+  if (!signed_checkpoint) {
+    log::Error("audit checkpoint failed", {{log::kError, signed_checkpoint.error().message()}});
+    return signed_checkpoint;
   }
-  if (!*made) return made;
-  log::Debug("audit checkpoint signed", {{"tree_size", (*made)->size}});
+  if (!*signed_checkpoint) return signed_checkpoint;
+  const audit::CheckpointInfo& checkpoint = **signed_checkpoint;
+  log::Debug("audit checkpoint signed", {{"tree_size", checkpoint.size}});
   // The checkpoint is stored either way: a sink that misses it lacks this line only, and
   // exports from the database still carry it.
   if (audit::SinkSet* sinks = audit_sinks()) {
-    if (Status delivered = sinks->DeliverCheckpoint((*made)->size, (*made)->note); !delivered) {
+    if (Status delivered = sinks->DeliverCheckpoint(checkpoint.size, checkpoint.note);
+        !delivered) {
       log::Error("audit checkpoint not written to a sink",
-                 {{"tree_size", (*made)->size}, {log::kError, delivered.error().message()}});
+                 {{"tree_size", checkpoint.size}, {log::kError, delivered.error().message()}});
     }
   }
-  return made;
+  return signed_checkpoint;
 }
 
 lease::InternalCommit Core::InternalCommitFor(UnsealedState& state, std::string operation,

@@ -316,9 +316,9 @@ Result<std::optional<CheckpointInfo>> AuditLogImpl::MakeCheckpoint() {
 
   // The tree is read inside the commit, on the writer thread, after every record committed
   // before it: the checkpoint then names exactly what is durable with it.
-  auto made = std::make_shared<std::optional<CheckpointInfo>>();
+  auto signed_checkpoint = std::make_shared<std::optional<CheckpointInfo>>();
   storage::WriteBatch batch;
-  batch.finalizer = [this, made](storage::Transaction& transaction) -> Status {
+  batch.finalizer = [this, signed_checkpoint](storage::Transaction& transaction) -> Status {
     merkle::CompactRange range;
     {
       std::lock_guard<std::mutex> lock(head_mutex_);
@@ -335,14 +335,14 @@ Result<std::optional<CheckpointInfo>> AuditLogImpl::MakeCheckpoint() {
                         note::SignNote(note::FormatCheckpoint(checkpoint), *signer_));
     KW_RETURN_IF_ERROR(
         transaction.Put(detail::CheckpointKey(checkpoint.size), AsBytes(signed_note)));
-    *made = CheckpointInfo{std::move(signed_note), checkpoint.size, checkpoint.root};
+    *signed_checkpoint = CheckpointInfo{std::move(signed_note), checkpoint.size, checkpoint.root};
     return OkStatus();
   };
   if (Status committed_batch = storage_.Commit(std::move(batch)); !committed_batch) {
     return tl::unexpected(committed_batch.error().WithContext("audit log: store checkpoint"));
   }
-  if (*made) last_checkpoint_ = **made;
-  return *made;
+  if (*signed_checkpoint) last_checkpoint_ = **signed_checkpoint;
+  return *signed_checkpoint;
 }
 
 Result<std::optional<CheckpointInfo>> AuditLogImpl::LatestCheckpoint() {

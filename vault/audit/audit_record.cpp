@@ -97,25 +97,26 @@ std::string EncodeHead(const Head& head, ByteSpan mac) {
   return CanonicalJson(stored);
 }
 
-Result<StoredHead> DecodeHead(ByteSpan stored) {
+Result<StoredHead> DecodeSequenceHashMac(ByteSpan stored, std::string_view what) {
+  const std::string name(what);
   const nlohmann::json parsed = nlohmann::json::parse(AsText(stored), nullptr,
                                                       /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object()) {
-    return DataLoss("audit head is not a JSON object");
+    return DataLoss(name + " is not a JSON object");
   }
   const auto sequence = parsed.find("seq");
   const auto hash = parsed.find("hash");
   const auto mac = parsed.find("mac");
   if (sequence == parsed.end() || !sequence->is_number_unsigned()) {
-    return DataLoss("audit head field seq is missing or not an unsigned integer");
+    return DataLoss(name + " field seq is missing or not an unsigned integer");
   }
   if (hash == parsed.end() || !hash->is_string() ||
       !IsLowerHex(hash->get_ref<const std::string&>(), 64)) {
-    return DataLoss("audit head field hash is missing or not 64 lower-case hex digits");
+    return DataLoss(name + " field hash is missing or not 64 lower-case hex digits");
   }
   if (mac == parsed.end() || !mac->is_string() ||
       !IsLowerHex(mac->get_ref<const std::string&>(), 64)) {
-    return DataLoss("audit head field mac is missing or not 64 lower-case hex digits");
+    return DataLoss(name + " field mac is missing or not 64 lower-case hex digits");
   }
 
   StoredHead result;
@@ -124,5 +125,7 @@ Result<StoredHead> DecodeHead(ByteSpan stored) {
   result.mac = *FromHex(mac->get_ref<const std::string&>());
   return result;
 }
+
+Result<StoredHead> DecodeHead(ByteSpan stored) { return DecodeSequenceHashMac(stored, "audit head"); }
 
 }  // namespace kw::vault::audit::detail

@@ -85,6 +85,10 @@ bool IsHmacableValue(std::string_view value);
 // Returns the canonical JSON stored at kHeadKey: {"hash":...,"mac":...,"seq":...}.
 std::string EncodeHead(const Head& head, ByteSpan mac);
 
+// Parses {"hash":...,"mac":...,"seq":...}, the stored form of the head and of the prune
+// marker. data_loss naming `what` and the field when it is not that form.
+Result<StoredHead> DecodeSequenceHashMac(ByteSpan stored, std::string_view what);
+
 // Parses a stored head. data_loss when it is not the form EncodeHead writes.
 Result<StoredHead> DecodeHead(ByteSpan stored);
 

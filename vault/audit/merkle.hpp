@@ -58,7 +58,7 @@ class CompactRange {
 };
 
 // Reads the hash of the perfect subtree (level, index), which covers leaves
-// [index << level, (index + 1) << level). Proof construction only asks for complete subtrees of
+// [index << level, (index + 1) << level). Proof construction only reads complete subtrees of
 // the tree being proved, so a store that keeps every completed subtree can answer each call.
 using NodeReader = std::function<Result<Hash>(int level, std::uint64_t index)>;
 
@@ -78,9 +78,9 @@ Result<std::vector<Hash>> InclusionProof(std::uint64_t index, std::uint64_t size
 Result<std::vector<Hash>> ConsistencyProof(std::uint64_t first, std::uint64_t second,
                                            const NodeReader& read);
 
-// Verifies an inclusion proof (RFC 9162 section 2.1.3.2). OK when `leaf_hash` is leaf `index`
-// of the tree of `size` leaves whose root is `root`; invalid_argument naming what failed
-// otherwise (index out of range, proof too long or too short, root mismatch).
+// Verifies an inclusion proof (RFC 9162 section 2.1.3.2). Returns OK when `leaf_hash` is leaf
+// `index` of the tree of `size` leaves whose root is `root`. Otherwise returns invalid_argument
+// naming what failed: index out of range, proof too long or too short, or root mismatch.
 Status VerifyInclusion(std::uint64_t index, std::uint64_t size, const Hash& leaf_hash,
                        std::span<const Hash> proof, const Hash& root);
 

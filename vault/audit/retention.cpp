@@ -24,16 +24,6 @@ namespace kw::vault::audit {
 
 namespace {
 
-bool IsLowerHex(std::string_view text, std::size_t length) {
-  if (text.size() != length) return false;
-  for (const char c : text) {
-    const bool digit = c >= '0' && c <= '9';
-    const bool letter = c >= 'a' && c <= 'f';
-    if (!digit && !letter) return false;
-  }
-  return true;
-}
-
 // Reads `digits.size()` decimal digits; nullopt when any is not a digit.
 std::optional<int> ReadDigits(std::string_view digits) {
   int value = 0;
@@ -128,31 +118,15 @@ std::string EncodePruneMarker(const PruneMarker& marker, ByteSpan mac) {
 }
 
 Result<StoredPruneMarker> DecodePruneMarker(ByteSpan stored) {
-  const nlohmann::json parsed = nlohmann::json::parse(AsText(stored), nullptr,
-                                                      /*allow_exceptions=*/false);
-  if (parsed.is_discarded() || !parsed.is_object()) {
-    return DataLoss("audit prune marker is not a JSON object");
-  }
-  const auto sequence = parsed.find("seq");
-  const auto hash = parsed.find("hash");
-  const auto mac = parsed.find("mac");
-  if (sequence == parsed.end() || !sequence->is_number_unsigned() ||
-      sequence->get<std::uint64_t>() == 0) {
+  KW_ASSIGN_OR_RETURN(StoredHead decoded, DecodeSequenceHashMac(stored, "audit prune marker"));
+  // Record 0 does not exist, so a marker naming it was never written by a prune.
+  if (decoded.head.sequence == 0) {
     return DataLoss("audit prune marker field seq is missing or not a positive integer");
   }
-  if (hash == parsed.end() || !hash->is_string() ||
-      !IsLowerHex(hash->get_ref<const std::string&>(), 64)) {
-    return DataLoss("audit prune marker field hash is missing or not 64 lower-case hex digits");
-  }
-  if (mac == parsed.end() || !mac->is_string() ||
-      !IsLowerHex(mac->get_ref<const std::string&>(), 64)) {
-    return DataLoss("audit prune marker field mac is missing or not 64 lower-case hex digits");
-  }
-
   StoredPruneMarker result;
-  result.marker.sequence = sequence->get<std::uint64_t>();
-  result.marker.hash = hash->get<std::string>();
-  result.mac = *FromHex(mac->get_ref<const std::string&>());
+  result.marker.sequence = decoded.head.sequence;
+  result.marker.hash = std::move(decoded.head.hash);
+  result.mac = std::move(decoded.mac);
   return result;
 }
 
