@@ -13,6 +13,9 @@ using vault::lease::LeaseManager;
 
 constexpr std::string_view kLeasesPrefix = "sys/leases/";
 constexpr std::string_view kSysPrefix = "sys/";
+// A synchronous revoke-prefix revokes at most this many leases inside the request, with one
+// engine call each and one commit. A larger prefix goes to the background job and gets 202.
+constexpr std::size_t kMaxSyncPrefixLeases = vault::lease::kWorkBatchSize;
 
 bool IsWrite(const RequestContext& c) { return c.method == "POST" || c.method == "PUT"; }
 
@@ -120,11 +123,26 @@ Result<Reply> Revoke(RequestContext& c, LeaseManager& leases, std::string_view a
 Result<Reply> RevokePrefix(RequestContext& c, LeaseManager& leases, std::string_view prefix,
                            bool force) {
   if (!IsWrite(c)) return MethodNotAllowed(c);
+  KW_ASSIGN_OR_RETURN(auto sync, OptionalBool(Fields(c), "sync"));
+  std::string background = "revoke-prefix started in the background";
+  if (!force && sync.value_or(true)) {
+    // As in Vault, sync (the default) revokes every credential before the 204, which clients
+    // such as node-vault rely on: they treat 202 as a failure.
+    KW_ASSIGN_OR_RETURN(auto ids, leases.IdsUnderPrefix(prefix, kMaxSyncPrefixLeases));
+    if (ids.size() <= kMaxSyncPrefixLeases) {
+      // The first failure returns 503 and drops the removals staged so far. A retry revokes
+      // those credentials again, which the engines accept.
+      for (const std::string& id : ids) KW_RETURN_IF_ERROR(leases.RevokeSync(id, c.batch));
+      return Reply{204, nullptr};
+    }
+    background = "more than " + std::to_string(kMaxSyncPrefixLeases) +
+                 " leases under the prefix: revoke-prefix started in the background";
+  }
   KW_RETURN_IF_ERROR(leases.StagePrefixJob(prefix, force, c.batch));
   WakeAfterCommit(c);
   return Accepted(c, force ? "revoke-force started in the background: leases under the prefix "
                              "are removed even when their credentials cannot be revoked"
-                           : "revoke-prefix started in the background");
+                           : background);
 }
 
 Result<Reply> Tidy(RequestContext& c, LeaseManager& leases) {

@@ -278,12 +278,18 @@ Result<Reply> Revoke(RequestContext& c, const TokenEntry& entry, bool orphan_chi
 Result<Reply> HandleRoles(RequestContext& c, std::string_view name) {
   if (name.empty()) {
     if (c.operation != "list") return MethodNotAllowed(c);
-    KW_ASSIGN_OR_RETURN(auto names, c.vault->token_roles->List());
-    return Reply{200, Envelope(c, {{"keys", names}})};
+    auto names = c.vault->token_roles->List();
+    // Vault returns 404 with an empty errors array for an empty list and for a missing role.
+    if (!names && names.error().code() == Code::kNotFound) return ErrorReply(404, {});
+    if (!names) return tl::unexpected(names.error());
+    return Reply{200, Envelope(c, {{"keys", *names}})};
   }
   const std::string role_name = LowerCase(name);
   if (c.operation == "read") {
-    KW_ASSIGN_OR_RETURN(TokenRole role, c.vault->token_roles->Get(role_name));
+    auto loaded = c.vault->token_roles->Get(role_name);
+    if (!loaded && loaded.error().code() == Code::kNotFound) return ErrorReply(404, {});
+    if (!loaded) return tl::unexpected(loaded.error());
+    const TokenRole& role = *loaded;
     return Reply{200, Envelope(c, {{"name", role.name},
                                    {"allowed_policies", role.allowed_policies},
                                    {"disallowed_policies", role.disallowed_policies},

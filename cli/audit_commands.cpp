@@ -1,296 +1,175 @@
 #include "cli/audit_commands.hpp"
 
 #include <algorithm>
-#include <iomanip>
-#include <iostream>
-#include <span>
+#include <initializer_list>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <utility>
 
 #include "cli/audit_support.hpp"
+#include "cli/client_commands.hpp"
+#include "cli/command_support.hpp"
 
 namespace kw::cli {
 
 namespace {
 
-using detail::ApiClient;
-using detail::kExitFailure;
-using detail::kExitOk;
-using detail::kExitUsage;
-using detail::ParsedFlags;
-using detail::PrintFailure;
-using detail::PrintUsageError;
-
-constexpr std::string_view kAuditHelp =
-    "Usage: keyward audit <subcommand> [flags]\n"
-    "\n"
-    "Subcommands:\n"
-    "  verify             check the audit log, on the server or offline over exported files\n"
-    "  export             write every record and checkpoint to a JSON-lines file\n"
-    "  checkpoint         print or save the latest signed checkpoint\n"
-    "  public-key         print or save the key (vkey) that verifies checkpoints\n"
-    "  proof consistency  fetch the consistency proof between two tree sizes\n"
-    "  query              list records by time, accessor, SPIFFE ID, path and status\n"
-    "\n"
-    "Run keyward audit <subcommand> -help for its flags. Commands that call the server take\n"
-    "-address=URL (KEYWARD_ADDR, VAULT_ADDR) and -token=TOKEN (KEYWARD_TOKEN, VAULT_TOKEN);\n"
-    "https addresses trust the CA file in KEYWARD_CACERT or VAULT_CACERT.\n"
-    "Example: keyward audit checkpoint -o audit-2026-05-28.ckpt\n";
-
-constexpr std::string_view kVerifyHelp =
-    "Usage: keyward audit verify\n"
-    "       keyward audit verify -log FILE [-log FILE ...] -key VKEY|@FILE -checkpoint FILE\n"
-    "                            [-old-checkpoint FILE [-proof FILE]]\n"
-    "\n"
-    "Without -log, the server recomputes its stored log (GET sys/audit/verify, root token).\n"
-    "With -log, the files are verified offline, without server or HSM: sequence numbers, the\n"
-    "prev_hash chain, canonical JSON, and that every checkpoint, signed by -key, names the\n"
-    "Merkle root of the records up to its size.\n"
-    "\n"
-    "  -log FILE             a JSON-lines file: an export, an archive of pruned records or a\n"
-    "                        file sink's file; repeat in log order, archives first\n"
-    "  -key VKEY|@FILE       the checkpoint key that keyward audit public-key prints;\n"
-    "                        repeatable\n"
-    "  -checkpoint FILE      a checkpoint saved with keyward audit checkpoint -o, or the JSON\n"
-    "                        reply of GET sys/audit/checkpoint\n"
-    "  -old-checkpoint FILE  an older saved checkpoint; the records must match it too\n"
-    "  -proof FILE           the consistency proof from -old-checkpoint's size to\n"
-    "                        -checkpoint's size (keyward audit proof consistency -o)\n"
-    "\n"
-    "Exit status: 0 the log verifies, 1 it does not (the first problem names its record),\n"
-    "2 a usage error.\n"
-    "Example: keyward audit verify -log audit.jsonl -key @audit.vkey -checkpoint latest.ckpt\n";
-
-constexpr std::string_view kExportHelp =
-    "Usage: keyward audit export -o FILE\n"
-    "\n"
-    "Writes every record still stored (one canonical JSON record per line) and every stored\n"
-    "checkpoint (a {\"checkpoint\":...} line after the record of its size) to FILE, through\n"
-    "FILE.tmp, fsync and rename. Needs a token with sudo on sys/audit/records and\n"
-    "sys/audit/checkpoints.\n"
-    "\n"
-    "  -o FILE  the output file, created with mode 0600\n"
-    "\n"
-    "Example: keyward audit export -o audit.jsonl\n";
-
-constexpr std::string_view kCheckpointHelp =
-    "Usage: keyward audit checkpoint [-o FILE]\n"
-    "\n"
-    "Prints the latest signed checkpoint (a C2SP signed note: origin, tree size, base64 root\n"
-    "and signature), or saves it to FILE. Keep saved checkpoints outside the server: they let\n"
-    "keyward audit verify detect records changed, removed or cut off later.\n"
-    "\n"
-    "  -o FILE  save the note to FILE instead of printing it\n"
-    "\n"
-    "Example: keyward audit checkpoint -o audit-2026-05-28.ckpt\n";
-
-constexpr std::string_view kPublicKeyHelp =
-    "Usage: keyward audit public-key [-o FILE]\n"
-    "\n"
-    "Prints the verifier key (vkey: name+key ID+base64 key) that checks checkpoint signatures.\n"
-    "\n"
-    "  -o FILE  save the vkey to FILE instead of printing it\n"
-    "\n"
-    "Example: keyward audit public-key -o audit.vkey\n";
-
-constexpr std::string_view kProofHelp =
-    "Usage: keyward audit proof consistency -first M -second N [-o FILE]\n"
-    "\n"
-    "Fetches the RFC 9162 consistency proof that the tree of N records extends the tree of M\n"
-    "records, as the JSON reply of GET sys/audit/proof/consistency.\n"
-    "\n"
-    "  -first M   the smaller tree size, at least 1\n"
-    "  -second N  the larger tree size\n"
-    "  -o FILE    save the reply to FILE instead of printing it\n"
-    "\n"
-    "Example: keyward audit proof consistency -first 1200 -second 5000 -o proof.json\n";
-
-constexpr std::string_view kQueryHelp =
-    "Usage: keyward audit query [-from T] [-to T] [-accessor A] [-spiffe-id ID]\n"
-    "                           [-path-prefix P] [-status S] [-limit N] [-format table|json]\n"
-    "\n"
-    "Lists audit records that match every filter given, oldest first (GET sys/audit/records,\n"
-    "sudo).\n"
-    "\n"
-    "  -from T         records at or after T (RFC 3339, such as 2026-05-28T20:00:00Z)\n"
-    "  -to T           records before T (RFC 3339)\n"
-    "  -accessor A     records of the token with accessor A and of tokens created from it\n"
-    "  -spiffe-id ID   records of clients whose TLS certificate carries this SPIFFE ID\n"
-    "  -path-prefix P  records whose path starts with P\n"
-    "  -status S       an HTTP status (403) or a class (4xx)\n"
-    "  -limit N        the maximum number of records to list (default 100)\n"
-    "  -format F       table (default) or json (a JSON array of the records)\n"
-    "\n"
-    "Example: keyward audit query -accessor 8f3c... -status 4xx -from 2026-05-28T00:00:00Z\n";
+using detail::GetData;
+using detail::RejectPositional;
 
 constexpr std::uint64_t kDefaultQueryLimit = 100;
 constexpr std::uint64_t kQueryPageLimit = 1000;
 
+const FlagSpec kOutputFlag{"o", true,
+                           "save to FILE (through FILE.tmp and a rename) instead of printing"};
+
 // Writes `text` to the -o file when given, else to stdout.
-int Output(const ParsedFlags& flags, const std::string& text, std::string_view description) {
-  const std::optional<std::string> path = flags.last("o");
+int Output(Context& context, const Args& args, const std::string& text,
+           std::string_view description) {
+  const std::optional<std::string> path = args.last("o");
   if (!path) {
-    std::cout << text;
+    context.out << text;
     return kExitOk;
   }
   if (Status written = detail::WriteFileAtomically(*path, text, 0644); !written) {
-    return PrintFailure(written.error());
+    return ReportFailure(written.error(), context.err);
   }
-  std::cout << "Saved " << description << " to " << *path << "\n";
+  context.out << "Saved " << description << " to " << *path << "\n";
   return kExitOk;
 }
 
-int VerifyOnline(ApiClient& api) {
-  Result<nlohmann::json> data = api.GetData("sys/audit/verify");
+// True when the reply is to be printed as text of its own (a note, a key, a table) rather
+// than through PrintResponse.
+bool PrintsText(const Globals& globals) {
+  return globals.format == OutputFormat::kTable && globals.field.empty();
+}
+
+int VerifyOnline(Context& context) {
+  Connection connection(context.globals);
+  Result<nlohmann::json> data = GetData(connection, "sys/audit/verify");
   if (!data) {
-    PrintFailure(data.error());
+    ReportFailure(data.error(), context.err);
     if (data.error().code() == Code::kPermissionDenied) {
-      std::cerr << "hint: audit verify on the server needs the root token\n";
+      context.err << "hint: audit verify on the server needs the root token\n";
     }
-    return kExitFailure;
+    return kExitError;
   }
   const bool ok = data->value("ok", false);
-  std::cout << "Verified              " << (ok ? "true" : "false") << "\n"
-            << "Records checked       " << data->value("records_checked", 0) << "\n"
-            << "Head sequence         " << data->value("head_sequence", 0) << "\n";
+  if (!PrintsText(context.globals)) {
+    const int printed =
+        PrintResponse(context.globals, nlohmann::json{{"data", *data}}, context.out, context.err);
+    return ok ? printed : kExitError;
+  }
+
+  std::ostream& out = context.out;
+  out << "Verified              " << (ok ? "true" : "false") << "\n"
+      << "Records checked       " << data->value("records_checked", 0) << "\n"
+      << "Head sequence         " << data->value("head_sequence", 0) << "\n";
   if (data->contains("tree_size")) {
-    std::cout << "Tree size             " << data->value("tree_size", 0) << "\n"
-              << "Root                  " << data->value("root", "") << "\n"
-              << "Checkpoints verified  " << data->value("checkpoints_verified", 0) << "\n";
+    out << "Tree size             " << data->value("tree_size", 0) << "\n"
+        << "Root                  " << data->value("root", "") << "\n"
+        << "Checkpoints verified  " << data->value("checkpoints_verified", 0) << "\n";
   }
   if (!ok) {
-    std::cout << "First broken          "
-              << data->value("first_broken_sequence", nlohmann::json()).dump() << "\n"
-              << "Reason                " << data->value("reason", "") << "\n";
+    out << "First broken          " << data->value("first_broken_sequence", nlohmann::json()).dump()
+        << "\n"
+        << "Reason                " << data->value("reason", "") << "\n";
   }
-  return ok ? kExitOk : kExitFailure;
+  return ok ? kExitOk : kExitError;
 }
 
-int Verify(const ServerTarget& server, std::span<const std::string> args) {
-  Result<ParsedFlags> flags =
-      detail::ParseFlags(args, {"log", "key", "checkpoint", "old-checkpoint", "proof"});
-  if (!flags) return PrintUsageError(flags.error().message(), kVerifyHelp);
-  if (flags->help) {
-    std::cout << kVerifyHelp;
-    return kExitOk;
+int Verify(Context& context, const Args& args, const Command& command) {
+  if (auto rejected = RejectPositional(context, args, command)) return *rejected;
+  if (args.has("log")) return detail::RunOfflineVerify(context, args, command);
+  if (!args.values.empty()) {
+    return ReportUsage("-key, -checkpoint, -old-checkpoint and -proof need -log", command,
+                       context.err);
   }
-  if (flags->has("log")) return detail::RunOfflineVerify(*flags, kVerifyHelp);
-  if (!flags->values.empty()) {
-    return PrintUsageError("-key, -checkpoint, -old-checkpoint and -proof need -log", kVerifyHelp);
-  }
-  ApiClient api(server);
-  return VerifyOnline(api);
+  return VerifyOnline(context);
 }
 
-int Export(const ServerTarget& server, std::span<const std::string> args) {
-  Result<ParsedFlags> flags = detail::ParseFlags(args, {"o"});
-  if (!flags) return PrintUsageError(flags.error().message(), kExportHelp);
-  if (flags->help) {
-    std::cout << kExportHelp;
-    return kExitOk;
-  }
-  if (!flags->has("o")) return PrintUsageError("-o FILE is required", kExportHelp);
-  ApiClient api(server);
-  return detail::RunExport(api, *flags->last("o"));
+int Export(Context& context, const Args& args, const Command& command) {
+  if (auto rejected = RejectPositional(context, args, command)) return *rejected;
+  if (!args.has("o")) return ReportUsage("-o FILE is required", command, context.err);
+  Connection connection(context.globals);
+  return detail::RunExport(context, connection, *args.last("o"));
 }
 
-int Checkpoint(const ServerTarget& server, std::span<const std::string> args) {
-  Result<ParsedFlags> flags = detail::ParseFlags(args, {"o"});
-  if (!flags) return PrintUsageError(flags.error().message(), kCheckpointHelp);
-  if (flags->help) {
-    std::cout << kCheckpointHelp;
-    return kExitOk;
+// Fetches GET `path` and prints its string field `field` (the -o file gets the same text),
+// or the whole data object with -format=json|yaml or -field.
+int FetchDocument(Context& context, const Args& args, const Command& command,
+                  const std::string& path, const std::string& field) {
+  if (auto rejected = RejectPositional(context, args, command)) return *rejected;
+  Connection connection(context.globals);
+  Result<nlohmann::json> data = GetData(connection, path);
+  if (!data) return ReportFailure(data.error(), context.err);
+  if (!data->contains(field) || !(*data)[field].is_string()) {
+    return ReportFailure(Error(Code::kDataLoss, "GET " + path + ": the reply has no " + field),
+                         context.err);
   }
-  ApiClient api(server);
-  Result<nlohmann::json> data = api.GetData("sys/audit/checkpoint");
-  if (!data) return PrintFailure(data.error());
-  if (!data->contains("checkpoint") || !(*data)["checkpoint"].is_string()) {
-    return PrintFailure(Error(Code::kDataLoss, "GET sys/audit/checkpoint: no checkpoint note"));
+  std::string text = (*data)[field].get<std::string>();
+  if (!text.ends_with("\n")) text += "\n";
+  if (!args.has("o") && !PrintsText(context.globals)) {
+    return PrintResponse(context.globals, nlohmann::json{{"data", *data}}, context.out,
+                         context.err);
   }
-  const std::string description =
-      "the checkpoint for size " + std::to_string(data->value("size", std::uint64_t{0}));
-  return Output(*flags, (*data)["checkpoint"].get<std::string>(), description);
+  std::string description = "the checkpoint key";
+  if (field == "checkpoint") {
+    description =
+        "the checkpoint for size " + std::to_string(data->value("size", std::uint64_t{0}));
+  }
+  return Output(context, args, text, description);
 }
 
-int PublicKey(const ServerTarget& server, std::span<const std::string> args) {
-  Result<ParsedFlags> flags = detail::ParseFlags(args, {"o"});
-  if (!flags) return PrintUsageError(flags.error().message(), kPublicKeyHelp);
-  if (flags->help) {
-    std::cout << kPublicKeyHelp;
-    return kExitOk;
+int Proof(Context& context, const Args& args, const Command& command) {
+  if (args.positional.empty()) {
+    return ReportUsage("missing proof type (consistency)", command, context.err);
   }
-  ApiClient api(server);
-  Result<nlohmann::json> data = api.GetData("sys/audit/public-key");
-  if (!data) return PrintFailure(data.error());
-  if (!data->contains("vkey") || !(*data)["vkey"].is_string()) {
-    return PrintFailure(Error(Code::kDataLoss, "GET sys/audit/public-key: no vkey"));
+  if (args.positional.front() != "consistency") {
+    return ReportUsage(
+        "unknown proof type \"" + args.positional.front() + "\" (expected consistency)", command,
+        context.err);
   }
-  return Output(*flags, (*data)["vkey"].get<std::string>() + "\n", "the checkpoint key");
-}
+  if (args.positional.size() > 1) {
+    return ReportUsage("unexpected argument \"" + args.positional[1] + "\"", command, context.err);
+  }
+  if (!args.has("first") || !args.has("second")) {
+    return ReportUsage("-first and -second are required", command, context.err);
+  }
+  Result<std::uint64_t> first = detail::ParseCount("first", *args.last("first"));
+  if (!first) return ReportUsage(first.error().message(), command, context.err);
+  Result<std::uint64_t> second = detail::ParseCount("second", *args.last("second"));
+  if (!second) return ReportUsage(second.error().message(), command, context.err);
 
-int Proof(const ServerTarget& server, std::span<const std::string> args) {
-  if (args.empty()) return PrintUsageError("missing proof type (consistency)", kProofHelp);
-  if (args[0] == "-help" || args[0] == "--help" || args[0] == "-h") {
-    std::cout << kProofHelp;
-    return kExitOk;
-  }
-  if (args[0] != "consistency") {
-    return PrintUsageError("unknown proof type \"" + args[0] + "\" (expected consistency)",
-                           kProofHelp);
-  }
-  Result<ParsedFlags> flags = detail::ParseFlags(args.subspan(1), {"first", "second", "o"});
-  if (!flags) return PrintUsageError(flags.error().message(), kProofHelp);
-  if (flags->help) {
-    std::cout << kProofHelp;
-    return kExitOk;
-  }
-  if (!flags->has("first") || !flags->has("second")) {
-    return PrintUsageError("-first and -second are required", kProofHelp);
-  }
-  Result<std::uint64_t> first = detail::ParseCount("first", *flags->last("first"));
-  if (!first) return PrintUsageError(first.error().message(), kProofHelp);
-  Result<std::uint64_t> second = detail::ParseCount("second", *flags->last("second"));
-  if (!second) return PrintUsageError(second.error().message(), kProofHelp);
-
-  ApiClient api(server);
+  Connection connection(context.globals);
   Result<nlohmann::json> data =
-      api.GetData("sys/audit/proof/consistency",
-                  {{"first", std::to_string(*first)}, {"second", std::to_string(*second)}});
-  if (!data) return PrintFailure(data.error());
+      GetData(connection, "sys/audit/proof/consistency",
+              {{"first", std::to_string(*first)}, {"second", std::to_string(*second)}});
+  if (!data) return ReportFailure(data.error(), context.err);
+  // The saved file and the default output keep the reply's {"data": ...} envelope, which
+  // `keyward audit verify -proof` reads.
+  const nlohmann::json reply = {{"data", *data}};
+  if (!args.has("o") && !PrintsText(context.globals)) {
+    return PrintResponse(context.globals, reply, context.out, context.err);
+  }
   const std::string description = "the consistency proof from size " + std::to_string(*first) +
                                   " to " + std::to_string(*second);
-  return Output(*flags, nlohmann::json{{"data", *data}}.dump(2) + "\n", description);
+  return Output(context, args, reply.dump(2) + "\n", description);
 }
 
-void PrintTable(const std::vector<nlohmann::json>& records) {
-  std::cout << std::left << std::setw(10) << "SEQ" << std::setw(32) << "TIME" << std::setw(7)
-            << "STATUS" << std::setw(8) << "METHOD" << std::setw(28) << "ACCESSOR"
-            << "PATH\n";
+void PrintRecords(std::ostream& out, const std::vector<nlohmann::json>& records) {
+  std::vector<std::vector<std::string>> rows;
   for (const nlohmann::json& record : records) {
-    std::cout << std::left << std::setw(10) << record.value("seq", std::uint64_t{0})
-              << std::setw(32) << record.value("time", "") << std::setw(7)
-              << record.value("status", 0) << std::setw(8) << record.value("method", "")
-              << std::setw(28) << record.value("accessor", "") << record.value("path", "") << "\n";
+    rows.push_back({std::to_string(record.value("seq", std::uint64_t{0})), record.value("time", ""),
+                    std::to_string(record.value("status", 0)), record.value("method", ""),
+                    record.value("accessor", ""), record.value("path", "")});
   }
+  PrintTable(out, {"SEQ", "TIME", "STATUS", "METHOD", "ACCESSOR", "PATH"}, rows);
 }
 
-int Query(const ServerTarget& server, std::span<const std::string> args) {
-  Result<ParsedFlags> flags = detail::ParseFlags(
-      args, {"from", "to", "accessor", "spiffe-id", "path-prefix", "status", "limit", "format"});
-  if (!flags) return PrintUsageError(flags.error().message(), kQueryHelp);
-  if (flags->help) {
-    std::cout << kQueryHelp;
-    return kExitOk;
-  }
-  const std::string format = flags->last("format").value_or("table");
-  if (format != "table" && format != "json") {
-    return PrintUsageError("-format must be table or json", kQueryHelp);
-  }
-  std::uint64_t limit = kDefaultQueryLimit;
-  if (flags->has("limit")) {
-    Result<std::uint64_t> parsed = detail::ParseCount("limit", *flags->last("limit"));
-    if (!parsed || *parsed == 0) return PrintUsageError("-limit must be at least 1", kQueryHelp);
-    limit = *parsed;
-  }
-
+// Returns the query parameters of the filter flags that were given.
+httplib::Params QueryFilters(const Args& args) {
   httplib::Params filters;
   for (const auto& [flag, parameter] :
        std::initializer_list<std::pair<std::string, std::string>>{{"from", "from"},
@@ -299,24 +178,48 @@ int Query(const ServerTarget& server, std::span<const std::string> args) {
                                                                   {"spiffe-id", "spiffe_id"},
                                                                   {"path-prefix", "path_prefix"},
                                                                   {"status", "status"}}) {
-    if (const std::optional<std::string> value = flags->last(flag)) {
+    if (const std::optional<std::string> value = args.last(flag)) {
       filters.emplace(parameter, *value);
     }
   }
+  return filters;
+}
+
+int Query(Context& context, const Args& args, const Command& command) {
+  if (auto rejected = RejectPositional(context, args, command)) return *rejected;
+  // NOTE: the records print as a table or a JSON array only, so -format=yaml and -field are
+  // rejected as usage errors.
+  if (context.globals.format == OutputFormat::kYaml) {
+    return ReportUsage("-format must be table or json for audit query", command, context.err);
+  }
+  if (!context.globals.field.empty()) {
+    return ReportUsage("-field does not apply to audit query; use -format=json", command,
+                       context.err);
+  }
+  std::uint64_t limit = kDefaultQueryLimit;
+  if (args.has("limit")) {
+    Result<std::uint64_t> parsed = detail::ParseCount("limit", *args.last("limit"));
+    if (!parsed || *parsed == 0) {
+      return ReportUsage("-limit must be at least 1", command, context.err);
+    }
+    limit = *parsed;
+  }
+  const httplib::Params filters = QueryFilters(args);
 
   // The server examines a bounded number of records per call and returns `next` to continue,
   // so a call may return fewer records than asked, or none.
-  ApiClient api(server);
+  Connection connection(context.globals);
   std::vector<nlohmann::json> records;
   std::optional<std::uint64_t> after;
   while (records.size() < limit) {
     httplib::Params params = filters;
     params.emplace("limit", std::to_string(std::min(limit - records.size(), kQueryPageLimit)));
     if (after) params.emplace("after", std::to_string(*after));
-    Result<nlohmann::json> data = api.GetData("sys/audit/records", params);
-    if (!data) return PrintFailure(data.error());
+    Result<nlohmann::json> data = GetData(connection, "sys/audit/records", params);
+    if (!data) return ReportFailure(data.error(), context.err);
     if (!data->contains("records") || !(*data)["records"].is_array()) {
-      return PrintFailure(Error(Code::kDataLoss, "GET sys/audit/records: no records list"));
+      return ReportFailure(Error(Code::kDataLoss, "GET sys/audit/records: no records list"),
+                           context.err);
     }
     for (nlohmann::json& record : (*data)["records"]) {
       if (records.size() < limit) records.push_back(std::move(record));
@@ -326,31 +229,97 @@ int Query(const ServerTarget& server, std::span<const std::string> args) {
     after = next->get<std::uint64_t>();
   }
 
-  if (format == "json") {
-    std::cout << nlohmann::json(records).dump(2) << "\n";
+  if (context.globals.format == OutputFormat::kJson) {
+    context.out << nlohmann::json(records).dump(2) << "\n";
   } else {
-    PrintTable(records);
+    PrintRecords(context.out, records);
   }
   return kExitOk;
 }
 
 }  // namespace
 
+void AddAuditCommands(std::vector<Command>& commands) {
+  commands.push_back(MakeCommand(
+      {.name = "audit verify",
+       .usage = "keyward audit verify [-log FILE ... -key VKEY|@FILE -checkpoint FILE "
+                "[-old-checkpoint FILE [-proof FILE]]]",
+       .summary =
+           "Check the audit log on the server (root token), or offline over exported files (-log)",
+       .example = "keyward audit verify -log audit.jsonl -key @audit.vkey -checkpoint latest.ckpt",
+       .flags = {{"log", true,
+                  "a JSON-lines file (an export, an archive of pruned records or a file sink's "
+                  "file); repeat in log order, archives first"},
+                 {"key", true,
+                  "the checkpoint key that keyward audit public-key prints, or @FILE; "
+                  "repeatable"},
+                 {"checkpoint", true,
+                  "a checkpoint saved with keyward audit checkpoint -o, or the JSON reply of GET "
+                  "sys/audit/checkpoint"},
+                 {"old-checkpoint", true,
+                  "an older saved checkpoint; the records must match it too"},
+                 {"proof", true,
+                  "the consistency proof from -old-checkpoint's size to -checkpoint's size "
+                  "(keyward audit proof consistency -o)"}}},
+      Verify));
+  commands.push_back(MakeCommand(
+      {.name = "audit export",
+       .usage = "keyward audit export -o FILE",
+       .summary = "Write every stored record and checkpoint to a file (sudo on sys/audit/records)",
+       .example = "keyward audit export -o audit.jsonl",
+       .flags = {{"o", true, "the output file, created with mode 0600"}}},
+      Export));
+  commands.push_back(MakeCommand(
+      {.name = "audit checkpoint",
+       .usage = "keyward audit checkpoint [-o FILE]",
+       .summary = "Print or save the latest signed checkpoint, to verify the log against later",
+       .example = "keyward audit checkpoint -o audit-2026-05-28.ckpt",
+       .flags = {kOutputFlag}},
+      [](Context& context, const Args& args, const Command& command) {
+        return FetchDocument(context, args, command, "sys/audit/checkpoint", "checkpoint");
+      }));
+  commands.push_back(MakeCommand(
+      {.name = "audit public-key",
+       .usage = "keyward audit public-key [-o FILE]",
+       .summary = "Print or save the verifier key (vkey) that checks checkpoint signatures",
+       .example = "keyward audit public-key -o audit.vkey",
+       .flags = {kOutputFlag}},
+      [](Context& context, const Args& args, const Command& command) {
+        return FetchDocument(context, args, command, "sys/audit/public-key", "vkey");
+      }));
+  commands.push_back(MakeCommand(
+      {.name = "audit proof",
+       .usage = "keyward audit proof consistency -first M -second N [-o FILE]",
+       .summary = "Fetch the RFC 9162 consistency proof between tree sizes M and N",
+       .example = "keyward audit proof consistency -first 1200 -second 5000 -o proof.json",
+       .flags = {{"first", true, "the smaller tree size, at least 1"},
+                 {"second", true, "the larger tree size"},
+                 kOutputFlag}},
+      Proof));
+  commands.push_back(MakeCommand(
+      {.name = "audit query",
+       .usage = "keyward audit query [-from T] [-to T] [-accessor A] [-spiffe-id ID] "
+                "[-path-prefix P] [-status S] [-limit N]",
+       .summary = "List the audit records that match every filter, oldest first (sudo)",
+       .example = "keyward audit query -accessor 8f3c... -status 4xx -from 2026-05-28T00:00:00Z",
+       .flags = {{"from", true, "records at or after T (RFC 3339, such as 2026-05-28T20:00:00Z)"},
+                 {"to", true, "records before T (RFC 3339)"},
+                 {"accessor", true,
+                  "records of the token with accessor A and of tokens created from it"},
+                 {"spiffe-id", true,
+                  "records of clients whose TLS certificate carries this SPIFFE ID"},
+                 {"path-prefix", true, "records whose path starts with P (whole segments)"},
+                 {"status", true, "an HTTP status (403) or a class (4xx)"},
+                 {"limit", true, "the maximum number of records to list (default 100)"}}},
+      Query));
+}
+
 int RunAudit(const ServerTarget& server, const std::vector<std::string>& args) {
-  if (args.empty()) return PrintUsageError("missing subcommand", kAuditHelp);
-  const std::string& command = args[0];
-  const std::span<const std::string> rest(args.begin() + 1, args.end());
-  if (command == "-help" || command == "--help" || command == "-h" || command == "help") {
-    std::cout << kAuditHelp;
-    return kExitOk;
-  }
-  if (command == "verify") return Verify(server, rest);
-  if (command == "export") return Export(server, rest);
-  if (command == "checkpoint") return Checkpoint(server, rest);
-  if (command == "public-key") return PublicKey(server, rest);
-  if (command == "proof") return Proof(server, rest);
-  if (command == "query") return Query(server, rest);
-  return PrintUsageError("unknown subcommand \"" + command + "\"", kAuditHelp);
+  std::vector<std::string> command_line = {"audit"};
+  command_line.insert(command_line.end(), args.begin(), args.end());
+  command_line.push_back("-address=" + server.address);
+  if (!server.token.empty()) command_line.push_back("-token=" + server.token);
+  return RunClient(command_line);
 }
 
 }  // namespace kw::cli

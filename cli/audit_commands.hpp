@@ -3,18 +3,24 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli.hpp"
+
 namespace kw::cli {
 
-// The server that the audit subcommands call and the token they send.
+// Adds the `keyward audit` commands: verify (on the server, or offline over exported files),
+// export, checkpoint, public-key, proof and query. verify exits 1 for a log that fails
+// verification.
+void AddAuditCommands(std::vector<Command>& commands);
+
+// The server and token of RunAudit.
 struct ServerTarget {
-  std::string address;  // http://HOST:PORT or https://HOST:PORT
-  std::string token;    // sent as X-Vault-Token; empty sends none
+  std::string address;
+  std::string token;  // empty sends none
 };
 
-// Runs `keyward audit <args>`, where `args` follow the word "audit": verify (online, or
-// offline over exported files), export, checkpoint, public-key, proof consistency and query.
-// Returns the exit code: 0 success (for verify: the log is sound), 1 an error or a log that
-// fails verification, 2 a usage error.
+// Runs `keyward audit <args>` against `server` through the registered audit commands.
+// NOTE: kept only because the dispatcher in client_commands.cpp still calls it when no audit
+// command is registered; AddAdminCommands registers them, so remove both once that call goes.
 int RunAudit(const ServerTarget& server, const std::vector<std::string>& args);
 
 }  // namespace kw::cli

@@ -2,8 +2,8 @@
 // `keyward audit verify -log` reads, one record per line with each checkpoint after the record
 // whose sequence number equals its size.
 #include <deque>
-#include <iostream>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -25,7 +25,7 @@ struct StoredCheckpoint {
 // Fetches the stored checkpoints page by page while the export reaches their sizes.
 class CheckpointSource {
  public:
-  explicit CheckpointSource(ApiClient& api) : api_(api) {}
+  explicit CheckpointSource(Connection& connection) : connection_(connection) {}
 
   // Queues every checkpoint stored for a size up to `size`. Checkpoints signed while the
   // export runs are picked up by a later call, which requests the listing again.
@@ -35,7 +35,8 @@ class CheckpointSource {
       httplib::Params params{{"limit", std::string(kPageLimit)}};
       // Without `after` the listing starts at the empty tree, size 0.
       if (cursor_) params.emplace("after", std::to_string(*cursor_));
-      KW_ASSIGN_OR_RETURN(const nlohmann::json data, api_.GetData("sys/audit/checkpoints", params));
+      KW_ASSIGN_OR_RETURN(const nlohmann::json data,
+                          GetData(connection_, "sys/audit/checkpoints", params));
       KW_RETURN_IF_ERROR(Queue(data));
       const auto next = data.find("next");
       more = next != data.end() && next->is_number_unsigned();
@@ -73,7 +74,7 @@ class CheckpointSource {
     return OkStatus();
   }
 
-  ApiClient& api_;
+  Connection& connection_;
   std::deque<StoredCheckpoint> queued_;
   std::optional<std::uint64_t> cursor_;  // the largest size queued or skipped so far
 };
@@ -139,14 +140,15 @@ Status WriteRecords(AtomicFile& file, const nlohmann::json& records, CheckpointS
   return OkStatus();
 }
 
-Result<ExportCounts> Export(ApiClient& api, AtomicFile& file) {
-  CheckpointSource checkpoints(api);
+Result<ExportCounts> Export(Connection& connection, AtomicFile& file) {
+  CheckpointSource checkpoints(connection);
   ExportCounts counts;
   std::optional<std::uint64_t> after;
   while (true) {
     httplib::Params params{{"format", "raw"}, {"limit", std::string(kPageLimit)}};
     if (after) params.emplace("after", std::to_string(*after));
-    KW_ASSIGN_OR_RETURN(const nlohmann::json data, api.GetData("sys/audit/records", params));
+    KW_ASSIGN_OR_RETURN(const nlohmann::json data,
+                        GetData(connection, "sys/audit/records", params));
     const auto records = data.find("records");
     if (records == data.end() || !records->is_array()) {
       return DataLoss("GET sys/audit/records: the reply has no records list");
@@ -165,21 +167,24 @@ std::string Count(std::uint64_t count, std::string_view noun) {
 
 }  // namespace
 
-int RunExport(ApiClient& api, const std::string& path) {
+int RunExport(Context& context, Connection& connection, const std::string& path) {
   // Records name paths and accessors, so the file is readable by its owner only.
   Result<AtomicFile> file = AtomicFile::Create(path, 0600);
-  if (!file) return PrintFailure(file.error());
-  Result<ExportCounts> counts = Export(api, *file);
-  if (!counts) return PrintFailure(counts.error().WithContext("export"));
-  if (Status committed = file->Commit(); !committed) return PrintFailure(committed.error());
+  if (!file) return ReportFailure(file.error(), context.err);
+  Result<ExportCounts> counts = Export(connection, *file);
+  if (!counts) return ReportFailure(counts.error().WithContext("export"), context.err);
+  if (Status committed = file->Commit(); !committed) {
+    return ReportFailure(committed.error(), context.err);
+  }
 
-  std::cout << "Exported " << Count(counts->records, "record");
-  if (counts->records > 0) std::cout << " (" << counts->first << " to " << counts->last << ")";
-  std::cout << " and " << Count(counts->checkpoints, "checkpoint") << " to " << path << "\n";
+  std::ostream& out = context.out;
+  out << "Exported " << Count(counts->records, "record");
+  if (counts->records > 0) out << " (" << counts->first << " to " << counts->last << ")";
+  out << " and " << Count(counts->checkpoints, "checkpoint") << " to " << path << "\n";
   if (counts->first > 1) {
-    std::cout << "Records 1 to " << counts->first - 1
-              << " were pruned: pass their archive files before this one to keyward audit "
-                 "verify -log\n";
+    out << "Records 1 to " << counts->first - 1
+        << " were pruned: pass their archive files before this one to keyward audit "
+           "verify -log\n";
   }
   return kExitOk;
 }

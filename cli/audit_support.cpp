@@ -5,11 +5,9 @@
 
 #include <cerrno>
 #include <charconv>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <iterator>
 
 namespace kw::cli::detail {
@@ -17,13 +15,6 @@ namespace kw::cli::detail {
 namespace {
 
 std::string ErrnoText(int error) { return std::strerror(error); }
-
-const char* CaFileFromEnvironment() {
-  for (const char* name : {"KEYWARD_CACERT", "VAULT_CACERT"}) {
-    if (const char* value = std::getenv(name); value && *value) return value;
-  }
-  return nullptr;
-}
 
 std::string ServerMessages(const nlohmann::json& body) {
   std::string text;
@@ -36,45 +27,10 @@ std::string ServerMessages(const nlohmann::json& body) {
 
 }  // namespace
 
-std::optional<std::string> ParsedFlags::last(const std::string& name) const {
-  const auto found = values.find(name);
-  if (found == values.end() || found->second.empty()) return std::nullopt;
-  return found->second.back();
-}
-
-const std::vector<std::string>& ParsedFlags::all(const std::string& name) const {
-  static const std::vector<std::string> kNone;
-  const auto found = values.find(name);
-  return found == values.end() ? kNone : found->second;
-}
-
-Result<ParsedFlags> ParseFlags(std::span<const std::string> args,
-                               const std::set<std::string>& known) {
-  ParsedFlags flags;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    if (!arg.starts_with("-") || arg == "-" || arg == "--") {
-      return InvalidArgument("unexpected argument \"" + args[i] + "\"");
-    }
-    arg.remove_prefix(arg.starts_with("--") ? 2 : 1);
-    if (arg == "help" || arg == "h") {
-      flags.help = true;
-      continue;
-    }
-
-    std::string name(arg.substr(0, arg.find('=')));
-    if (!known.contains(name)) return InvalidArgument("unknown flag -" + name);
-    std::string value;
-    if (const std::size_t equals = arg.find('='); equals != std::string_view::npos) {
-      value = std::string(arg.substr(equals + 1));
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return InvalidArgument("flag -" + name + " needs a value");
-    }
-    flags.values[name].push_back(std::move(value));
-  }
-  return flags;
+std::optional<int> RejectPositional(Context& context, const Args& args, const Command& command) {
+  if (args.positional.empty()) return std::nullopt;
+  return ReportUsage("unexpected argument \"" + args.positional.front() + "\"", command,
+                     context.err);
 }
 
 Result<std::uint64_t> ParseCount(const std::string& name, const std::string& value) {
@@ -86,46 +42,28 @@ Result<std::uint64_t> ParseCount(const std::string& name, const std::string& val
   return number;
 }
 
-ApiClient::ApiClient(const ServerTarget& target) : target_(target) {}
-
-Result<nlohmann::json> ApiClient::GetData(const std::string& path, const httplib::Params& params) {
-  if (!target_.address.starts_with("http://") && !target_.address.starts_with("https://")) {
-    return InvalidArgument("invalid address \"" + target_.address +
-                           "\": expected http://HOST:PORT or https://HOST:PORT");
-  }
-  httplib::Client client(target_.address);
-  client.set_connection_timeout(10);
-  client.set_read_timeout(300);
-  if (const char* ca_file = CaFileFromEnvironment()) client.set_ca_cert_path(ca_file);
-  httplib::Headers headers;
-  if (!target_.token.empty()) headers.emplace("X-Vault-Token", target_.token);
-
+Result<nlohmann::json> GetData(Connection& connection, const std::string& path,
+                               const httplib::Params& params) {
+  KW_ASSIGN_OR_RETURN(HttpReply reply, connection.Send("GET", path, nullptr, params));
   const std::string url = "/v1/" + path;
-  auto response = client.Get(url, params, headers);
-  if (!response) {
-    return Unavailable("cannot reach " + target_.address + ": " +
-                       httplib::to_string(response.error()));
-  }
-  nlohmann::json body = nlohmann::json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-  if (response->status != 200) {
-    std::string message = "GET " + url + ": the server returned " +
-                          std::to_string(response->status) + ServerMessages(body);
-    if (response->status == 403) {
+  if (reply.status != 200) {
+    std::string message = "GET " + url + ": the server returned " + std::to_string(reply.status) +
+                          ServerMessages(reply.json);
+    if (reply.status == 403) {
       message +=
           " (check that the token's policy allows this path, with sudo where the path "
           "needs it; pass the token with -token or KEYWARD_TOKEN)";
     }
     Code code = Code::kFailedPrecondition;
-    if (response->status == 403) code = Code::kPermissionDenied;
-    if (response->status == 404) code = Code::kNotFound;
-    if (response->status >= 500) code = Code::kUnavailable;
+    if (reply.status == 403) code = Code::kPermissionDenied;
+    if (reply.status == 404) code = Code::kNotFound;
+    if (reply.status >= 500) code = Code::kUnavailable;
     return MakeError(code, std::move(message));
   }
-  if (body.is_discarded() || !body.is_object() || !body.contains("data") ||
-      !body["data"].is_object()) {
+  if (!reply.json.is_object() || !reply.json.contains("data") || !reply.json["data"].is_object()) {
     return DataLoss("GET " + url + ": the reply has no data object");
   }
-  return std::move(body["data"]);
+  return std::move(reply.json["data"]);
 }
 
 Result<AtomicFile> AtomicFile::Create(const std::string& path, int mode) {
@@ -202,16 +140,6 @@ Result<std::string> ReadWholeFile(const std::string& path) {
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) return Unavailable("cannot read " + path + ": read error");
   return content;
-}
-
-int PrintFailure(const Error& error) {
-  std::cerr << "error: " << error.message() << "\n";
-  return kExitFailure;
-}
-
-int PrintUsageError(std::string_view message, std::string_view help) {
-  std::cerr << "usage error: " << message << "\n\n" << help;
-  return kExitUsage;
 }
 
 }  // namespace kw::cli::detail

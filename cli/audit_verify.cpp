@@ -2,8 +2,8 @@
 // sink, checked against a saved checkpoint and the log's public key, with neither server nor
 // HSM.
 #include <fstream>
-#include <iostream>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -142,97 +142,126 @@ Result<std::optional<std::string>> FeedFile(const std::string& path, audit::LogV
   return std::optional<std::string>();
 }
 
-void PrintSummary(const audit::LogVerifier& verifier, const CheckpointFile& checkpoint,
+void PrintSummary(std::ostream& out, const audit::LogVerifier& verifier,
+                  const CheckpointFile& checkpoint,
                   const std::optional<CheckpointFile>& old_checkpoint, bool proof_verified) {
-  std::cout << "Verified                true\n"
-            << "Records checked         " << verifier.records_checked() << "\n"
-            << "Tree size               " << verifier.tree_size() << "\n"
-            << "Root                    " << ToBase64(verifier.root()) << "\n"
-            << "Checkpoints verified    " << verifier.checkpoints_verified() << "\n"
-            << "Checkpoint              size " << checkpoint.opened.checkpoint.size << ", origin "
-            << checkpoint.opened.checkpoint.origin << "\n";
+  out << "Verified                true\n"
+      << "Records checked         " << verifier.records_checked() << "\n"
+      << "Tree size               " << verifier.tree_size() << "\n"
+      << "Root                    " << ToBase64(verifier.root()) << "\n"
+      << "Checkpoints verified    " << verifier.checkpoints_verified() << "\n"
+      << "Checkpoint              size " << checkpoint.opened.checkpoint.size << ", origin "
+      << checkpoint.opened.checkpoint.origin << "\n";
   if (old_checkpoint) {
-    std::cout << "Old checkpoint          size " << old_checkpoint->opened.checkpoint.size
-              << (proof_verified ? ", consistency proof verified" : "") << "\n";
+    out << "Old checkpoint          size " << old_checkpoint->opened.checkpoint.size
+        << (proof_verified ? ", consistency proof verified" : "") << "\n";
   }
-  std::cout << "Covered by checkpoints  records 1 to " << verifier.covered_size() << "\n";
+  out << "Covered by checkpoints  records 1 to " << verifier.covered_size() << "\n";
   if (verifier.tree_size() > verifier.covered_size()) {
-    std::cout << "Not covered             records " << verifier.covered_size() + 1 << " to "
-              << verifier.tree_size()
-              << " (checked by their hash chain only; verify again with a newer checkpoint)\n";
+    out << "Not covered             records " << verifier.covered_size() + 1 << " to "
+        << verifier.tree_size()
+        << " (checked by their hash chain only; verify again with a newer checkpoint)\n";
   }
+}
+
+// The summary as a response's data, for -format=json|yaml and -field.
+nlohmann::json SummaryData(const audit::LogVerifier& verifier, const CheckpointFile& checkpoint,
+                           const std::optional<CheckpointFile>& old_checkpoint,
+                           bool proof_verified) {
+  nlohmann::json data = {{"verified", true},
+                         {"records_checked", verifier.records_checked()},
+                         {"tree_size", verifier.tree_size()},
+                         {"root", ToBase64(verifier.root())},
+                         {"checkpoints_verified", verifier.checkpoints_verified()},
+                         {"checkpoint_size", checkpoint.opened.checkpoint.size},
+                         {"checkpoint_origin", checkpoint.opened.checkpoint.origin},
+                         {"covered_size", verifier.covered_size()}};
+  if (old_checkpoint) {
+    data["old_checkpoint_size"] = old_checkpoint->opened.checkpoint.size;
+    data["consistency_proof_verified"] = proof_verified;
+  }
+  return data;
 }
 
 }  // namespace
 
-int RunOfflineVerify(const ParsedFlags& flags, std::string_view help) {
-  if (!flags.has("key")) return PrintUsageError("-key is required with -log", help);
-  if (!flags.has("checkpoint")) return PrintUsageError("-checkpoint is required with -log", help);
+int RunOfflineVerify(Context& context, const Args& flags, const Command& command) {
+  std::ostream& err = context.err;
+  if (!flags.has("key")) return ReportUsage("-key is required with -log", command, err);
+  if (!flags.has("checkpoint"))
+    return ReportUsage("-checkpoint is required with -log", command, err);
   if (flags.has("proof") && !flags.has("old-checkpoint")) {
-    return PrintUsageError("-proof needs -old-checkpoint", help);
+    return ReportUsage("-proof needs -old-checkpoint", command, err);
   }
 
   Result<std::vector<note::VerifierKey>> keys = LoadKeys(flags.all("key"));
-  if (!keys) return PrintFailure(keys.error());
+  if (!keys) return ReportFailure(keys.error(), err);
   Result<CheckpointFile> checkpoint = OpenCheckpointFile(*flags.last("checkpoint"), *keys);
-  if (!checkpoint) return PrintFailure(checkpoint.error());
+  if (!checkpoint) return ReportFailure(checkpoint.error(), err);
 
   std::optional<CheckpointFile> old_checkpoint;
   bool proof_verified = false;
   if (flags.has("old-checkpoint")) {
     Result<CheckpointFile> opened = OpenCheckpointFile(*flags.last("old-checkpoint"), *keys);
-    if (!opened) return PrintFailure(opened.error());
+    if (!opened) return ReportFailure(opened.error(), err);
     old_checkpoint = std::move(*opened);
     const note::Checkpoint& older = old_checkpoint->opened.checkpoint;
     const note::Checkpoint& newer = checkpoint->opened.checkpoint;
     if (older.size > newer.size) {
-      return PrintFailure(
+      return ReportFailure(
           Error(Code::kInvalidArgument, "-old-checkpoint has size " + std::to_string(older.size) +
                                             ", more than the size " + std::to_string(newer.size) +
-                                            " of -checkpoint: swap the two files"));
+                                            " of -checkpoint: swap the two files"),
+          err);
     }
     if (flags.has("proof")) {
       Result<std::vector<merkle::Hash>> proof =
           LoadProof(*flags.last("proof"), older.size, newer.size);
-      if (!proof) return PrintFailure(proof.error());
+      if (!proof) return ReportFailure(proof.error(), err);
       Status consistent =
           merkle::VerifyConsistency(older.size, newer.size, older.root, newer.root, *proof);
       if (!consistent) {
-        return PrintFailure(consistent.error().WithContext(
-            "the consistency proof from size " + std::to_string(older.size) + " to " +
-            std::to_string(newer.size) +
-            " does not verify: the log was rewritten between "
-            "the two checkpoints, or the proof file is damaged"));
+        return ReportFailure(consistent.error().WithContext(
+                                 "the consistency proof from size " + std::to_string(older.size) +
+                                 " to " + std::to_string(newer.size) +
+                                 " does not verify: the log was rewritten between "
+                                 "the two checkpoints, or the proof file is damaged"),
+                             err);
       }
       proof_verified = true;
     }
   }
 
   Result<audit::LogVerifier> created = audit::LogVerifier::Create(*keys);
-  if (!created) return PrintFailure(created.error());
+  if (!created) return ReportFailure(created.error(), err);
   audit::LogVerifier& verifier = *created;
   verifier.AddCheckpoint(checkpoint->note, checkpoint->path);
   if (old_checkpoint) verifier.AddCheckpoint(old_checkpoint->note, old_checkpoint->path);
 
   for (const std::string& path : flags.all("log")) {
     Result<std::optional<std::string>> fed = FeedFile(path, verifier);
-    if (!fed) return PrintFailure(fed.error());
+    if (!fed) return ReportFailure(fed.error(), err);
     if (*fed) {
-      std::cerr << "error: " << **fed << "\n";
-      return kExitFailure;
+      err << "error: " << **fed << "\n";
+      return kExitError;
     }
     if (!verifier.ok()) break;
   }
   verifier.Finish();
 
   if (const auto& problem = verifier.problem()) {
-    std::cerr << "error: ";
-    if (!problem->location.empty()) std::cerr << problem->location << ": ";
-    std::cerr << problem->reason << "\n";
-    return kExitFailure;
+    err << "error: ";
+    if (!problem->location.empty()) err << problem->location << ": ";
+    err << problem->reason << "\n";
+    return kExitError;
   }
-  PrintSummary(verifier, *checkpoint, old_checkpoint, proof_verified);
-  return kExitOk;
+  if (context.globals.format == OutputFormat::kTable && context.globals.field.empty()) {
+    PrintSummary(context.out, verifier, *checkpoint, old_checkpoint, proof_verified);
+    return kExitOk;
+  }
+  const nlohmann::json summary = {
+      {"data", SummaryData(verifier, *checkpoint, old_checkpoint, proof_verified)}};
+  return PrintResponse(context.globals, summary, context.out, context.err);
 }
 
 }  // namespace kw::cli::detail

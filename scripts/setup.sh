@@ -14,6 +14,7 @@ packages=(
   softhsm2 libsofthsm2 libp11-kit-dev opensc
   libpq-dev curl procps
   postgresql
+  libyaml-cpp-dev python3-hvac
 )
 
 missing=()
@@ -38,15 +39,18 @@ if ! command -v npm >/dev/null 2>&1; then
   apt-get install -y -q --no-install-recommends nodejs npm
 fi
 # npm ci only when node_modules was not installed from this package-lock.json, so a second
-# run needs no network. Without jose those checks fail under CI=true and are skipped otherwise.
-jose_dir=tests/e2e/jose
-if ! cmp -s "$jose_dir/package-lock.json" "$jose_dir/node_modules/.keyward-installed-lock"; then
-  if (cd "$jose_dir" && npm ci --ignore-scripts --no-audit --no-fund); then
-    cp "$jose_dir/package-lock.json" "$jose_dir/node_modules/.keyward-installed-lock"
-  else
-    echo "setup: npm ci failed in $jose_dir"
+# run needs no network. tests/e2e/jose contains jose for the JWT-SVID checks (without it they
+# fail under CI=true and are skipped otherwise); tests/compat/node contains node-vault for the
+# client compatibility suite (without it tests/compat/run.sh counts that suite as failed).
+for npm_dir in tests/e2e/jose tests/compat/node; do
+  if ! cmp -s "$npm_dir/package-lock.json" "$npm_dir/node_modules/.keyward-installed-lock"; then
+    if (cd "$npm_dir" && npm ci --ignore-scripts --no-audit --no-fund); then
+      cp "$npm_dir/package-lock.json" "$npm_dir/node_modules/.keyward-installed-lock"
+    else
+      echo "setup: npm ci failed in $npm_dir"
+    fi
   fi
-fi
+done
 
 build_dir="${KEYWARD_BUILD_DIR:-build}"
 werror=false

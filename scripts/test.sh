@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every test: the doctest unit suites under tests/unit/ and the
-# end-to-end suite that drives the real binary. Prints "N passed, N failed" last and exits
+# Sets up, builds and runs every test: the doctest unit suites under tests/unit/, the
+# end-to-end suite that drives the real binary, and the Vault client suites (hvac and
+# node-vault, tests/compat/run.sh). Prints "N passed, N failed" last and exits
 # non-zero when a test failed or a suite did not run to completion.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +68,25 @@ for suite in "${suites[@]}"; do
     failed=$((failed + 1))
   fi
 done
+
+# The Vault client suites (hvac, node-vault) against a dev server of this build.
+echo "== compat"
+KEYWARD_BINARY="$PWD/$build_dir/cli/keyward" tests/compat/run.sh 2>&1 | tee "$log_dir/compat.log" | \
+  grep -E '^(== |FAIL|SKIP|[0-9]+ passed, [0-9]+ failed$)'
+status=${PIPESTATUS[0]}
+summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log_dir/compat.log" | tail -1)
+if [[ -z "$summary" ]]; then
+  echo "== compat: no summary (exit $status); log: $log_dir/compat.log"
+  failed=$((failed + 1))
+else
+  read -r p _ f _ <<<"${summary//,/}"
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if ((status != 0 && f == 0)); then
+    echo "== compat: exited $status; log: $log_dir/compat.log"
+    failed=$((failed + 1))
+  fi
+fi
 
 echo "$passed passed, $failed failed"
 ((failed == 0))

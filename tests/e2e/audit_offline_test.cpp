@@ -408,11 +408,11 @@ TEST_SUITE("e2e/audit-offline") {
       CAPTURE(command);
       const ExitResult help = RunToExit({"audit", command, "-help"}, {});
       CHECK(help.exit_code == 0);
-      CHECK(Contains(help.out, "Example: keyward audit " + command));
+      CHECK(Contains(help.out, "Example:\n  keyward audit " + command));
     }
     const ExitResult proof_help = RunToExit({"audit", "proof", "consistency", "-help"}, {});
     CHECK(proof_help.exit_code == 0);
-    CHECK(Contains(proof_help.out, "Example: keyward audit proof consistency"));
+    CHECK(Contains(proof_help.out, "Example:\n  keyward audit proof consistency"));
 
     // A missing file is an error (exit 1), not a usage error.
     const ExitResult missing =

@@ -371,6 +371,21 @@ Result<std::size_t> LeaseManager::StageRevokeForTokens(const std::vector<std::st
   return marked;
 }
 
+Result<std::vector<std::string>> LeaseManager::IdsUnderPrefix(std::string_view prefix,
+                                                              std::size_t limit) const {
+  const std::string trimmed = TrimPrefix(prefix);
+  if (trimmed.empty()) {
+    return InvalidArgument("missing prefix: name the leases to revoke, such as database/creds/app");
+  }
+  std::vector<std::string> ids;
+  KW_ASSIGN_OR_RETURN(auto exact, storage_.Get(RecordKey(trimmed)));
+  if (exact) ids.push_back(trimmed);
+  const std::string below = std::string(kRecordPrefix) + trimmed + "/";
+  KW_ASSIGN_OR_RETURN(auto page, storage_.Scan(below, "", limit + 1 - ids.size()));
+  for (const storage::Entry& entry : page) ids.push_back(entry.key.substr(kRecordPrefix.size()));
+  return ids;
+}
+
 Status LeaseManager::StagePrefixJob(std::string_view prefix, bool force,
                                     storage::WriteBatch& batch) {
   PrefixJob job;

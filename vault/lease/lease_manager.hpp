@@ -152,6 +152,13 @@ class LeaseManager {
   Result<std::size_t> StageRevokeForTokens(const std::vector<std::string>& accessors,
                                            storage::WriteBatch& batch);
 
+  // Returns the ids of the lease that `prefix` names and of the leases below "<prefix>/"
+  // (whole segments, trailing '/' ignored), in key order. At most `limit` + 1 ids are
+  // returned, so that a caller can tell whether more than `limit` exist. invalid_argument for
+  // an empty prefix.
+  Result<std::vector<std::string>> IdsUnderPrefix(std::string_view prefix,
+                                                  std::size_t limit) const;
+
   // Stages a durable prefix job for leases under `prefix` (whole segments; trailing '/'
   // ignored). The worker marks them revoking in batches; with `force` it revokes them and
   // removes their records even when revocation fails (revoke-force). invalid_argument for an
