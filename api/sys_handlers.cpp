@@ -195,19 +195,24 @@ Reply Unseal(vault::Core& core, const HttpRequest& http, bool initialized) {
   return Reply{200, SealStatus(core, initialized)};
 }
 
+// The secrets engines, as GET sys/mounts lists them. Their paths are fixed.
 nlohmann::json MountTable() {
-  return {{"secret/", {{"type", "kv"},
-                       {"description", "key/value secret storage"},
-                       {"options", {{"version", "2"}}},
-                       {"local", false},
-                       {"seal_wrap", false},
-                       {"config", {{"default_lease_ttl", 0}, {"max_lease_ttl", 0}}}}},
-          {"sys/", {{"type", "system"},
-                    {"description", "system endpoints used for control, policy and debugging"},
-                    {"options", nullptr},
-                    {"local", false},
-                    {"seal_wrap", true},
-                    {"config", {{"default_lease_ttl", 0}, {"max_lease_ttl", 0}}}}}};
+  auto mount = [](std::string_view type, std::string_view description, nlohmann::json options,
+                  bool seal_wrap) {
+    return nlohmann::json{{"type", type},
+                          {"description", description},
+                          {"accessor", std::string(type) + "_keyward"},
+                          {"options", std::move(options)},
+                          {"local", false},
+                          {"seal_wrap", seal_wrap},
+                          {"config", {{"default_lease_ttl", 0}, {"max_lease_ttl", 0}}}};
+  };
+  return {{"secret/", mount("kv", "key/value secret storage", {{"version", "2"}}, false)},
+          {"database/", mount("database", "dynamic PostgreSQL credentials", nullptr, false)},
+          {"pki/", mount("pki", "SPIFFE X.509-SVIDs and JWT-SVIDs from an HSM-resident CA",
+                         nullptr, false)},
+          {"sys/", mount("system", "system endpoints used for control, policy and debugging",
+                         nullptr, true)}};
 }
 
 // The auth methods, as GET sys/auth lists them. Their paths are fixed.

@@ -61,8 +61,9 @@ std::optional<bool> ParseBool(std::string_view text) {
   std::string lower(text);
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (lower == "1" || lower == "true") return true;
-  if (lower == "0" || lower == "false") return false;
+  // What Vault's CLI (Go's strconv.ParseBool) accepts.
+  if (lower == "1" || lower == "t" || lower == "true") return true;
+  if (lower == "0" || lower == "f" || lower == "false") return false;
   return std::nullopt;
 }
 
@@ -101,7 +102,7 @@ Status ApplyEnvironment(Globals& globals) {
     auto value = ParseBool(skip->second);
     if (!value) {
       return InvalidArgument("invalid " + skip->first + " \"" + skip->second +
-                             "\": expected 1, true, 0 or false");
+                             "\": expected 1, t, true, 0, f or false");
     }
     globals.tls_skip_verify = *value;
   }
@@ -275,6 +276,37 @@ std::vector<std::string> KeyWords(std::string_view key) {
   return words;
 }
 
+// Says in words why a request got no reply, and what to check.
+std::string TransportErrorText(httplib::Error error, bool tls, const Globals& globals) {
+  switch (error) {
+    case httplib::Error::Connection:
+      return "the connection was refused or the host is unreachable (is the server running "
+             "at this address?)";
+    case httplib::Error::ConnectionTimeout:
+      return "no connection within 10 seconds";
+    case httplib::Error::Read:
+      return tls ? "the connection closed while reading the reply"
+                 : "the connection closed while reading the reply (if the server serves "
+                   "HTTPS, use an https:// address)";
+    case httplib::Error::Write:
+      return "the connection closed while sending the request";
+    case httplib::Error::SSLConnection:
+      return "the TLS handshake failed (if the server serves plain HTTP, use an http:// "
+             "address; if it asks for a client certificate, give -client-cert and "
+             "-client-key)";
+    case httplib::Error::SSLLoadingCerts:
+      return globals.ca_cert.empty()
+                 ? "cannot load the system's CA certificates"
+                 : "cannot load CA certificates from " + globals.ca_cert +
+                       " (-ca-cert, KEYWARD_CACERT): it must be a readable PEM file";
+    case httplib::Error::SSLServerVerification:
+      return "the server's certificate did not verify (give the server's CA with -ca-cert or "
+             "KEYWARD_CACERT)";
+    default:
+      return httplib::to_string(error);
+  }
+}
+
 }  // namespace
 
 // ---- Globals ----
@@ -310,6 +342,11 @@ Result<GlobalParse> ParseGlobals(std::span<const std::string> args) {
         ApplyGlobalFlag(parse.globals, split->name, value, split->value.has_value()));
   }
 
+  if (parse.globals.client_cert.empty() != parse.globals.client_key.empty()) {
+    return InvalidArgument(
+        "-client-cert and -client-key (or KEYWARD_CLIENT_CERT and KEYWARD_CLIENT_KEY) must be "
+        "given together");
+  }
   if (parse.globals.token.empty()) {
     if (auto token = ReadTokenFile()) parse.globals.token = *token;
   }
@@ -455,11 +492,8 @@ Result<HttpReply> Connection::Exchange(std::string_view method, std::string_view
 
   httplib::Result result = client_->send(request);
   if (!result) {
-    std::string reason = httplib::to_string(result.error());
-    if (address.tls && result.error() == httplib::Error::SSLServerVerification) {
-      reason += " (give the server's CA with -ca-cert or KEYWARD_CACERT)";
-    }
-    return Unavailable("cannot reach " + globals_.address + ": " + reason);
+    return Unavailable("cannot reach " + globals_.address + ": " +
+                       TransportErrorText(result.error(), address.tls, globals_));
   }
 
   HttpReply reply;
@@ -477,22 +511,27 @@ Result<HttpReply> Connection::Exchange(std::string_view method, std::string_view
 
 bool LooksLikeSecretKey(std::string_view key) {
   const std::vector<std::string> words = KeyWords(key);
-  std::string joined;
-  for (const auto& word : words) joined += word;
-
-  // Fragments that mark a secret wherever they appear in the key.
-  static constexpr std::string_view kFragments[] = {
-      "password", "passwd",    "passphrase", "secret",  "token",      "privatekey",
-      "apikey",   "accesskey", "credential", "signingkey", "clientkey", "sessionkey"};
-  for (std::string_view fragment : kFragments) {
-    if (joined.find(fragment) != std::string::npos) return true;
+  if (words.empty()) return false;
+  const auto is_one_of = [](const std::string& word,
+                            std::initializer_list<std::string_view> candidates) {
+    return std::find(candidates.begin(), candidates.end(), word) != candidates.end();
+  };
+  // The last word names what the value is: "token_ttl" and "secret_id_num_uses" are settings
+  // about a secret, "client_secret" and "db_password" are secrets.
+  const std::string& last = words.back();
+  if (is_one_of(last, {"password", "passwd", "passphrase", "passcode", "pin", "pincode", "pwd",
+                       "pw", "pass", "otp", "cvv", "secret", "token", "jwt", "bearer",
+                       "authorization", "credential", "credentials", "creds", "apikey",
+                       "privkey", "privatekey", "accesskey", "secretkey", "signingkey"})) {
+    return true;
   }
-  // Short words that mark a secret only as a whole word ("pin", but not "mapping").
-  static constexpr std::string_view kWords[] = {"pin", "pwd", "pw", "pass", "otp", "cvv", "creds"};
-  for (const auto& word : words) {
-    for (std::string_view secret_word : kWords) {
-      if (word == secret_word) return true;
-    }
+  if (words.size() < 2) return false;
+  const std::string& before = words[words.size() - 2];
+  if (last == "id") return before == "secret";  // an AppRole secret_id
+  if (last == "key") {
+    return is_one_of(before, {"private", "priv", "secret", "api", "access", "signing", "client",
+                              "session", "master", "encryption", "aes", "hmac", "ssh", "tls",
+                              "wrapping", "unseal", "recovery", "shared"});
   }
   return false;
 }

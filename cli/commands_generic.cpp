@@ -267,7 +267,7 @@ int RunWrite(Context& context, const Args& args, const Command& command) {
   if (args.positional.empty()) return ReportUsage("missing PATH", command, context.err);
   const std::string& path = args.positional[0];
   const std::span<const std::string> pairs(args.positional.begin() + 1, args.positional.end());
-  if (pairs.empty() && !args.on("force")) {
+  if (pairs.empty() && !args.on("force") && !args.on("f")) {
     return ReportUsage("no data to write: give key=value pairs, - (a JSON object on stdin), or "
                        "-force to write an empty body",
                        command, context.err);
@@ -479,6 +479,7 @@ void AddGenericCommands(std::vector<Command>& commands) {
        .summary = "Write to any path (PUT) with values from arguments, @FILE or stdin",
        .example = "keyward write sys/policy/app policy=@app.hcl",
        .flags = {{"force", false, "send an empty body when no data is given"},
+                 {"f", false, "short for -force"},
                  {"allow-argv", false,
                   "accept a secret-looking key=value given as a plain argument (shell history "
                   "keeps it)"}}},
