@@ -184,6 +184,14 @@ int PrintList(const Globals& globals, const nlohmann::json& response, std::ostre
 void PrintTable(std::ostream& out, const std::vector<std::string>& headers,
                 const std::vector<std::vector<std::string>>& rows);
 
+// Returns member `key` of `object`, or null when `object` is not an object or has no such
+// member. Unlike operator[] on a const json, it never asserts.
+const nlohmann::json& Member(const nlohmann::json& object, std::string_view key);
+
+// Returns `value` as one table cell: strings as they are, null as "n/a", anything else as
+// compact JSON.
+std::string CellText(const nlohmann::json& value);
+
 // Returns `value` as a YAML document.
 std::string ToYaml(const nlohmann::json& value);
 

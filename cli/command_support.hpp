@@ -26,10 +26,6 @@ struct CommandSpec {
 // Returns the Command of `spec` whose run function calls `body` with that Command.
 Command MakeCommand(CommandSpec spec, CommandBody body);
 
-// Returns member `key` of `object`, or null when `object` is not an object or has no such
-// member. Unlike operator[] on a const json, it never asserts.
-const nlohmann::json& Member(const nlohmann::json& object, std::string_view key);
-
 // True for a 2xx status.
 inline bool IsSuccess(int status) { return status >= 200 && status < 300; }
 
@@ -41,8 +37,5 @@ Result<std::string> ReadSecretSource(std::string_view source, std::istream& in,
 
 // Prints "Success! <message>" in table format; json and yaml print nothing. Returns kExitOk.
 int PrintSuccess(const Globals& globals, std::string_view message, std::ostream& out);
-
-// Returns `value` as one table cell: strings without quotes, other values as compact JSON.
-std::string CellText(const nlohmann::json& value);
 
 }  // namespace kw::cli

@@ -62,21 +62,9 @@ Result<std::string> ReadSecretSource(std::string_view source, std::istream& in,
   return text;
 }
 
-const nlohmann::json& Member(const nlohmann::json& object, std::string_view key) {
-  static const nlohmann::json kNull;
-  if (!object.is_object()) return kNull;
-  const auto found = object.find(key);
-  return found == object.end() ? kNull : *found;
-}
-
 int PrintSuccess(const Globals& globals, std::string_view message, std::ostream& out) {
   if (globals.format == OutputFormat::kTable) out << "Success! " << message << "\n";
   return kExitOk;
-}
-
-std::string CellText(const nlohmann::json& value) {
-  if (value.is_string()) return value.get<std::string>();
-  return value.dump();
 }
 
 namespace {

@@ -10,9 +10,23 @@
 #include "cli/cli.hpp"
 
 namespace kw::cli {
-namespace {
 
 using nlohmann::json;
+
+const json& Member(const json& object, std::string_view key) {
+  static const json kNull;
+  if (!object.is_object()) return kNull;
+  auto it = object.find(key);
+  return it == object.end() ? kNull : *it;
+}
+
+std::string CellText(const json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_null()) return "n/a";
+  return value.dump();
+}
+
+namespace {
 
 // Keys of Vault's response envelope. A reply with none of them (sys/health, sys/seal-status,
 // sys/init) is printed whole.
@@ -22,20 +36,6 @@ bool IsEnvelope(const json& response) {
     if (response.contains(key)) return true;
   }
   return false;
-}
-
-const json& Member(const json& object, const char* key) {
-  static const json kNull;
-  if (!object.is_object()) return kNull;
-  auto it = object.find(key);
-  return it == object.end() ? kNull : *it;
-}
-
-// A table cell: strings as they are, null as "n/a", anything else as compact JSON.
-std::string CellText(const json& value) {
-  if (value.is_string()) return value.get<std::string>();
-  if (value.is_null()) return "n/a";
-  return value.dump();
 }
 
 // Formats seconds like Vault's CLI: 2764800 -> "768h", 5400 -> "1h30m", 90 -> "1m30s".

@@ -433,11 +433,7 @@ TEST_SUITE("e2e/cli_admin") {
     REQUIRE(server.Start());
     auto root = server.Client();
     auto configured = PostJson(*root, "/v1/database/config/pg",
-                               {{"plugin_name", "postgresql-database-plugin"},
-                                {"connection_url", pg->ConfigUrl()},
-                                {"username", pg->user},
-                                {"password", pg->password},
-                                {"allowed_roles", "*"}});
+                               pg->ConfigBody());
     REQUIRE(StatusOf(configured) == 204);
     auto role = PostJson(*root, "/v1/database/roles/cli",
                          {{"db_name", "pg"},

@@ -20,11 +20,7 @@ constexpr char kCreation[] =
 // Configures database/config/pg and role `role` (TTL 1h) against `pg`.
 void ConfigureDatabase(httplib::Client& root, const PostgresTarget& pg, const std::string& role) {
   auto configured = PostJson(root, "/v1/database/config/pg",
-                             {{"plugin_name", "postgresql-database-plugin"},
-                              {"connection_url", pg.ConfigUrl()},
-                              {"username", pg.user},
-                              {"password", pg.password},
-                              {"allowed_roles", "*"}});
+                             pg.ConfigBody());
   REQUIRE(StatusOf(configured) == 204);
   auto created = PostJson(root, "/v1/database/roles/" + role,
                           {{"db_name", "pg"}, {"creation_statements", kCreation},

@@ -22,11 +22,7 @@ const std::string kCreation =
 
 void ConfigureDatabase(httplib::Client& client, const PostgresTarget& pg) {
   auto configured = PostJson(client, "/v1/database/config/pg",
-                             {{"plugin_name", "postgresql-database-plugin"},
-                              {"connection_url", pg.ConfigUrl()},
-                              {"username", pg.user},
-                              {"password", pg.password},
-                              {"allowed_roles", "*"}});
+                             pg.ConfigBody());
   REQUIRE(StatusOf(configured) == 204);
 }
 

@@ -30,6 +30,14 @@ std::string PostgresTarget::ConfigUrl() const {
   return "postgresql://{{username}}:{{password}}@" + host + ":" + port + "/postgres";
 }
 
+nlohmann::json PostgresTarget::ConfigBody() const {
+  return {{"plugin_name", "postgresql-database-plugin"},
+          {"connection_url", ConfigUrl()},
+          {"username", user},
+          {"password", password},
+          {"allowed_roles", "*"}};
+}
+
 std::string PostgresTarget::LoginInfo(const std::string& login_user,
                                       const std::string& login_password,
                                       const std::string& db) const {

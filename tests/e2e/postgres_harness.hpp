@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -24,6 +25,9 @@ struct PostgresTarget {
 
   // Returns the URL template for database/config: {{username}} and {{password}} in place.
   std::string ConfigUrl() const;
+  // Returns the body of POST database/config/<name> that connects as the superuser and allows
+  // every role.
+  nlohmann::json ConfigBody() const;
   // Returns a libpq key=value string for `user` with `password` in database `db`.
   std::string LoginInfo(const std::string& login_user, const std::string& login_password,
                         const std::string& db = "postgres") const;

@@ -803,11 +803,7 @@ TEST_SUITE("e2e/sdk") {
     REQUIRE(server.Start());
     auto root = SdkFor(server.url(), server.token());
     MustRequest(*root, "POST", "database/config/pg",
-                {{"plugin_name", "postgresql-database-plugin"},
-                 {"connection_url", pg->ConfigUrl()},
-                 {"username", pg->user},
-                 {"password", pg->password},
-                 {"allowed_roles", "*"}});
+                pg->ConfigBody());
     MustRequest(*root, "POST", "database/roles/app",
                 {{"db_name", "pg"},
                  {"creation_statements",
@@ -849,11 +845,7 @@ TEST_SUITE("e2e/sdk") {
     REQUIRE(server.Start());
     auto root = SdkFor(server.url(), server.token());
     MustRequest(*root, "POST", "database/config/pg",
-                {{"plugin_name", "postgresql-database-plugin"},
-                 {"connection_url", pg->ConfigUrl()},
-                 {"username", pg->user},
-                 {"password", pg->password},
-                 {"allowed_roles", "*"}});
+                pg->ConfigBody());
     const std::string creation =
         "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL "
         "'{{expiration}}';";
@@ -993,11 +985,7 @@ TEST_SUITE("e2e/sdk") {
     REQUIRE(server.Start());
     auto root = SdkFor(server.url(), server.token());
     MustRequest(*root, "POST", "database/config/pg",
-                {{"plugin_name", "postgresql-database-plugin"},
-                 {"connection_url", pg->ConfigUrl()},
-                 {"username", pg->user},
-                 {"password", pg->password},
-                 {"allowed_roles", "*"}});
+                pg->ConfigBody());
     MustRequest(*root, "POST", "database/roles/app",
                 {{"db_name", "pg"},
                  {"creation_statements",
