@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -59,8 +60,8 @@ enum class ErrorCode {
   kResourceExhausted,  // a quota, or 429
   kUnimplemented,
   kUnavailable,        // no connection, TLS handshake failed, sealed (503), 502 or 504
-  kDeadlineExceeded,   // the read timeout passed without a reply
-  kInternal,           // other 5xx, or a reply that is not the expected JSON
+  kDeadlineExceeded,   // the read timeout or the request timeout passed without a reply
+  kInternal,           // other 5xx, or a 2xx reply that is not the expected Vault JSON
 };
 
 inline const char* ErrorCodeName(ErrorCode code) {
@@ -198,13 +199,52 @@ inline void Wipe(std::string& text) {
   text.clear();
 }
 
-// Wipes every string inside `value`, at any depth, and object keys' values only (keys stay).
+// Wipes every string value inside `value`, at any depth (object keys stay). It walks the tree
+// with an explicit stack, so a hostile nesting depth cannot overflow the call stack.
 inline void WipeJson(Json& value) {
-  if (value.is_string()) {
-    Wipe(value.get_ref<std::string&>());
-  } else if (value.is_structured()) {
-    for (auto& child : value) WipeJson(child);
+  std::vector<Json*> pending{&value};
+  while (!pending.empty()) {
+    Json* current = pending.back();
+    pending.pop_back();
+    if (current->is_string()) {
+      Wipe(current->get_ref<std::string&>());
+    } else if (current->is_structured()) {
+      for (auto& child : *current) pending.push_back(&child);
+    }
   }
+}
+
+// The deepest nesting of arrays and objects that the SDK parses in a reply. nlohmann/json
+// copies and serialises values recursively, so a deeper reply could overflow the stack of the
+// code that copies it. NOTE: a KV secret whose own data nests deeper cannot be read.
+inline constexpr int kMaxReplyDepth = 512;
+
+// Returns true when the JSON text `text` nests arrays and objects deeper than `limit`. It
+// scans the raw text (brackets inside strings do not count) and does not validate it.
+inline bool NestedDeeperThan(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
 }
 
 }  // namespace detail
@@ -287,6 +327,9 @@ struct ClientConfig {
   bool tls_skip_verify = false;  // accept any server certificate (testing only)
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds read_timeout{60000};  // per receive, not for the whole reply
+  // Limit on a whole call: every attempt, the backoff between attempts and the reading of
+  // the reply. Zero: no limit beyond the timeouts above.
+  std::chrono::milliseconds request_timeout{60000};
   int max_retries = 2;  // extra attempts of an idempotent call; see docs/SDK.md
   std::chrono::milliseconds backoff_base{250};    // delay before the first retry, doubled after
   std::chrono::milliseconds backoff_max{5000};    // cap on any one delay
@@ -296,7 +339,8 @@ struct ClientConfig {
   // KEYWARD_ variable, else the VAULT_ one, else the default. KEYWARD_ADDR, KEYWARD_TOKEN
   // (then $HOME/.keyward-token, which `keyward login` writes), KEYWARD_CACERT,
   // KEYWARD_CLIENT_CERT, KEYWARD_CLIENT_KEY, KEYWARD_SKIP_VERIFY (a boolean),
-  // KEYWARD_CLIENT_TIMEOUT (read timeout in seconds) and KEYWARD_MAX_RETRIES.
+  // KEYWARD_CLIENT_TIMEOUT (request_timeout, as Vault reads VAULT_CLIENT_TIMEOUT: whole
+  // seconds such as "60", or a Go duration such as "1m30s" or "500ms") and KEYWARD_MAX_RETRIES.
   // invalid_argument naming the variable for a value that does not parse.
   static Result<ClientConfig> FromEnvironment();
 };
@@ -332,6 +376,46 @@ inline std::optional<long> ParseCount(std::string_view text) {
     value = value * 10 + (c - '0');
   }
   return value;
+}
+
+// Parses a timeout the way Vault reads VAULT_CLIENT_TIMEOUT: a whole number of seconds, or a
+// Go duration (a sequence of decimal numbers, each with a unit h, m, s, ms, us or ns). Returns
+// nullopt for anything else, and for values of 0 or above 100 days.
+inline std::optional<std::chrono::milliseconds> ParseTimeout(std::string_view text) {
+  if (auto seconds = ParseCount(text)) {
+    if (*seconds <= 0 || *seconds > 8640000) return std::nullopt;
+    return std::chrono::milliseconds(*seconds * 1000);
+  }
+  static constexpr std::pair<std::string_view, double> kUnits[] = {
+      {"ms", 1.0}, {"us", 1e-3}, {"ns", 1e-6}, {"h", 3600e3}, {"m", 60e3}, {"s", 1e3}};
+  double total_ms = 0;
+  std::size_t pos = 0;
+  if (text.empty()) return std::nullopt;
+  while (pos < text.size()) {
+    const std::size_t number_start = pos;
+    while (pos < text.size() && ((text[pos] >= '0' && text[pos] <= '9') || text[pos] == '.')) {
+      ++pos;
+    }
+    const std::string number(text.substr(number_start, pos - number_start));
+    if (number.empty() || number == "." || number.size() > 15 ||
+        std::count(number.begin(), number.end(), '.') > 1) {
+      return std::nullopt;
+    }
+    double scale = 0;
+    for (const auto& [unit, unit_ms] : kUnits) {
+      if (text.substr(pos, unit.size()) == unit) {
+        scale = unit_ms;
+        pos += unit.size();
+        break;
+      }
+    }
+    if (scale == 0) return std::nullopt;
+    double value = 0;  // from_chars, unlike strtod, ignores the C locale's decimal point
+    std::from_chars(number.data(), number.data() + number.size(), value);
+    total_ms += value * scale;
+  }
+  if (total_ms < 1 || total_ms > 8640000e3) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(total_ms));
 }
 
 inline std::string Trimmed(std::string text) {
@@ -373,15 +457,13 @@ inline Result<ClientConfig> ClientConfig::FromEnvironment() {
     config.tls_skip_verify = *parsed;
   }
   if (auto timeout = detail::EnvPair("KEYWARD_CLIENT_TIMEOUT", "VAULT_CLIENT_TIMEOUT")) {
-    std::string seconds = *timeout;
-    if (seconds.ends_with("s")) seconds.pop_back();
-    auto parsed = detail::ParseCount(seconds);
-    if (!parsed || *parsed == 0) {
+    auto parsed = detail::ParseTimeout(*timeout);
+    if (!parsed) {
       return Error(ErrorCode::kInvalidArgument,
-                   "invalid KEYWARD_CLIENT_TIMEOUT (or VAULT_CLIENT_TIMEOUT): expected a "
-                   "positive number of seconds");
+                   "invalid KEYWARD_CLIENT_TIMEOUT (or VAULT_CLIENT_TIMEOUT): expected whole "
+                   "seconds (60) or a duration such as 1m30s or 500ms, above 0");
     }
-    config.read_timeout = std::chrono::seconds(*parsed);
+    config.request_timeout = *parsed;
   }
   if (auto retries = detail::EnvPair("KEYWARD_MAX_RETRIES", "VAULT_MAX_RETRIES")) {
     auto parsed = detail::ParseCount(*retries);
@@ -560,6 +642,54 @@ inline std::string EncodePath(std::string_view path) {
   return out;
 }
 
+// Returns why `host_port` (HOST[:PORT] of an address) is invalid, or "" when it is valid. HOST
+// is a DNS name or IPv4 address, or an IPv6 address in brackets. cpp-httplib 0.11.4 parses a
+// bracketed address only when it consists of digits and colons (such as [::1]), and would
+// send any other text to the resolver as a host name, so those are rejected here.
+inline std::string HostPortProblem(std::string_view host_port) {
+  std::string_view host = host_port;
+  std::string_view port;
+  if (host.starts_with("[")) {
+    const auto close = host.find(']');
+    if (close == std::string_view::npos) return "missing \"]\" after the IPv6 address";
+    const std::string_view ip = host.substr(1, close - 1);
+    if (ip.empty() || ip.find_first_not_of("0123456789:") != std::string_view::npos) {
+      return "the IPv6 address may contain only digits and colons (a cpp-httplib limit)";
+    }
+    const std::string_view rest = host.substr(close + 1);
+    if (!rest.empty() && !rest.starts_with(":")) return "unexpected text after the IPv6 address";
+    if (!rest.empty()) port = rest.substr(1);
+    if (!rest.empty() && port.empty()) return "missing port after \":\"";
+  } else {
+    if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
+      port = host.substr(colon + 1);
+      host = host.substr(0, colon);
+      if (port.empty()) return "missing port after \":\"";
+    }
+    if (host.empty() || host.size() > 253) return "the host name is empty or too long";
+    std::size_t label = 0;
+    for (char c : host) {
+      const bool alnum =
+          (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+      if (c == '.') {
+        if (label == 0) return "the host name has an empty label";
+        label = 0;
+      } else if (alnum || c == '-') {
+        if (++label > 63) return "a host name label is longer than 63 characters";
+      } else {
+        return "the host name may contain only letters, digits, \"-\" and \".\"";
+      }
+    }
+  }
+  if (!port.empty()) {
+    const auto number = ParseCount(port);
+    if (!number || port.size() > 5 || *number < 1 || *number > 65535) {
+      return "the port must be a number from 1 to 65535";
+    }
+  }
+  return "";
+}
+
 // Removes leading and trailing slashes.
 inline std::string TrimSlashes(std::string_view path) {
   while (!path.empty() && path.front() == '/') path.remove_prefix(1);
@@ -665,6 +795,8 @@ inline std::chrono::milliseconds BackoffDelay(int attempt, std::chrono::millisec
 
 }  // namespace detail
 
+class LifetimeWatcher;
+
 // A connection to one keyward (or Vault) server.
 //
 // Thread-safe: calls from several threads run concurrently, each on an HTTP connection taken
@@ -680,15 +812,27 @@ class Client {
     std::string address = config.address;
     while (address.ends_with("/")) address.pop_back();
     const bool https = address.starts_with("https://");
+    const auto scheme_end = address.find("://");
+    const std::string host_port =
+        scheme_end == std::string::npos ? address : address.substr(scheme_end + 3);
+    if (host_port.find('@') != std::string::npos) {
+      // The address is not echoed, because the part before "@" may be a password.
+      return Error(ErrorCode::kInvalidArgument,
+                   "invalid address: it contains user credentials (USER:PASSWORD@), which the "
+                   "SDK does not send; remove them and set the token instead");
+    }
     if (!https && !address.starts_with("http://")) {
       return Error(ErrorCode::kInvalidArgument,
                    "invalid address \"" + config.address + "\": expected http(s)://HOST[:PORT]");
     }
-    const std::string host_port = address.substr(https ? 8 : 7);
-    if (host_port.empty() || host_port.find('/') != std::string::npos ||
-        host_port.find('?') != std::string::npos || host_port.find('@') != std::string::npos) {
+    if (std::string problem = detail::HostPortProblem(host_port); !problem.empty()) {
+      return Error(ErrorCode::kInvalidArgument, "invalid address \"" + config.address +
+                                                    "\": " + problem +
+                                                    "; expected http(s)://HOST[:PORT]");
+    }
+    if (config.request_timeout.count() < 0) {
       return Error(ErrorCode::kInvalidArgument,
-                   "invalid address \"" + config.address + "\": expected http(s)://HOST[:PORT]");
+                   "invalid request_timeout: expected 0 (no limit) or more");
     }
     if (config.client_cert_file.empty() != config.client_key_file.empty()) {
       return Error(ErrorCode::kInvalidArgument,
@@ -801,14 +945,16 @@ class Client {
       if (reply.error().status() == 404) return std::vector<std::string>{};
       return reply.error();
     }
-    return detail::StringList(detail::Member(reply.value().body, "data"), "keys");
+    const Json& data = detail::Member(reply.value().body, "data");
+    if (!detail::Member(data, "keys").is_array()) return BadReply("LIST", target, "data.keys");
+    return detail::StringList(data, "keys");
   }
 
   // Soft-deletes `versions`, or the current version when `versions` is empty. Retried:
   // deleting a deleted version changes nothing.
   Status KvDelete(std::string_view path, const std::vector<std::int64_t>& versions = {}) {
-    if (versions.empty()) return Discard(Send("DELETE", KvPath("data", path), nullptr, true));
-    return Discard(Send("POST", KvPath("delete", path), {{"versions", versions}}, true));
+    if (versions.empty()) return SendDiscard("DELETE", KvPath("data", path), nullptr);
+    return SendDiscard("POST", KvPath("delete", path), {{"versions", versions}});
   }
 
   // Restores soft-deleted `versions` (at least one). Retried.
@@ -816,7 +962,7 @@ class Client {
     if (versions.empty()) {
       return Error(ErrorCode::kInvalidArgument, "missing versions: name at least one version");
     }
-    return Discard(Send("POST", KvPath("undelete", path), {{"versions", versions}}, true));
+    return SendDiscard("POST", KvPath("undelete", path), {{"versions", versions}});
   }
 
   // Wipes the data of `versions` (at least one) for good. Retried.
@@ -824,20 +970,25 @@ class Client {
     if (versions.empty()) {
       return Error(ErrorCode::kInvalidArgument, "missing versions: name at least one version");
     }
-    return Discard(Send("POST", KvPath("destroy", path), {{"versions", versions}}, true));
+    return SendDiscard("POST", KvPath("destroy", path), {{"versions", versions}});
   }
 
   // Reads the secret's metadata: `versions`, `current_version`, `max_versions`,
   // `cas_required`, `custom_metadata`, ... (the reply's `data`). Retried.
   Result<Json> KvMetadata(std::string_view path) {
-    auto reply = Send("GET", KvPath("metadata", path), nullptr, true);
+    const std::string target = KvPath("metadata", path);
+    auto reply = Send("GET", target, nullptr, true);
     if (!reply.ok()) return reply.error();
-    return detail::Member(reply.value().body, "data");
+    const Json& data = detail::Member(reply.value().body, "data");
+    if (!detail::Member(data, "current_version").is_number()) {
+      return BadReply("GET", target, "data.current_version");
+    }
+    return data;
   }
 
   // Deletes every version and the metadata of `path`. Retried.
   Status KvDeleteMetadata(std::string_view path) {
-    return Discard(Send("DELETE", KvPath("metadata", path), nullptr, true));
+    return SendDiscard("DELETE", KvPath("metadata", path), nullptr);
   }
 
   // --- Tokens -------------------------------------------------------------------------------
@@ -869,7 +1020,7 @@ class Client {
   Result<TokenInfo> TokenLookupSelf() {
     auto reply = Send("GET", "auth/token/lookup-self", nullptr, true);
     if (!reply.ok()) return reply.error();
-    return ParseTokenInfo(detail::Member(reply.value().body, "data"));
+    return ParseTokenInfo("GET", "auth/token/lookup-self", reply.value().body);
   }
 
   // Looks up `token`. Retried (a lookup changes nothing).
@@ -878,7 +1029,7 @@ class Client {
     auto reply = Send("POST", "auth/token/lookup", body, true);
     detail::WipeJson(body);
     if (!reply.ok()) return reply.error();
-    return ParseTokenInfo(detail::Member(reply.value().body, "data"));
+    return ParseTokenInfo("POST", "auth/token/lookup", reply.value().body);
   }
 
   // Renews the client's token by `increment` (0: its creation TTL), never past its max TTL;
@@ -903,13 +1054,13 @@ class Client {
   // Revokes the client's token and its descendants. Retried: when a first attempt succeeded
   // but its reply was lost, the retry reports permission_denied for the now revoked token.
   Status TokenRevokeSelf() {
-    return Discard(Send("POST", "auth/token/revoke-self", Json::object(), true));
+    return SendDiscard("POST", "auth/token/revoke-self", Json::object());
   }
 
   // Revokes `token` and its descendants; an unknown token counts as revoked. Retried.
   Status TokenRevoke(const SecretString& token) {
     Json body = {{"token", token.Reveal()}};
-    auto result = Discard(Send("POST", "auth/token/revoke", body, true));
+    auto result = SendDiscard("POST", "auth/token/revoke", body);
     detail::WipeJson(body);
     return result;
   }
@@ -944,6 +1095,9 @@ class Client {
     auto reply = Send("PUT", "sys/leases/renew", body, true);
     if (!reply.ok()) return reply.error();
     const Json& reply_body = reply.value().body;
+    if (!detail::Member(reply_body, "lease_duration").is_number()) {
+      return BadReply("PUT", "sys/leases/renew", "lease_duration");
+    }
     LeaseRenewal renewal;
     renewal.lease_id = detail::StringField(reply_body, "lease_id");
     renewal.lease_duration = std::chrono::seconds(detail::IntField(reply_body, "lease_duration"));
@@ -954,7 +1108,7 @@ class Client {
   // Revokes a lease and waits until its credential is gone; an unknown lease counts as
   // revoked. Retried.
   Status LeaseRevoke(std::string_view lease_id) {
-    return Discard(Send("PUT", "sys/leases/revoke", {{"lease_id", std::string(lease_id)}}, true));
+    return SendDiscard("PUT", "sys/leases/revoke", {{"lease_id", std::string(lease_id)}});
   }
 
   // Looks up a lease. Retried.
@@ -963,6 +1117,9 @@ class Client {
         Send("PUT", "sys/leases/lookup", {{"lease_id", std::string(lease_id)}}, true);
     if (!reply.ok()) return reply.error();
     const Json& data = detail::Member(reply.value().body, "data");
+    if (!detail::Member(data, "ttl").is_number()) {
+      return BadReply("PUT", "sys/leases/lookup", "data.ttl");
+    }
     LeaseInfo info;
     info.id = detail::StringField(data, "id");
     info.issue_time = detail::StringField(data, "issue_time");
@@ -993,6 +1150,9 @@ class Client {
     credential.password = SecretString(detail::StringField(data, "password"));
     if (credential.username.empty() || credential.password.empty()) {
       return BadReply("GET", path, "data.username and data.password");
+    }
+    if (!detail::Member(body, "lease_duration").is_number()) {
+      return BadReply("GET", path, "lease_duration");
     }
     return credential;
   }
@@ -1038,10 +1198,13 @@ class Client {
     svid.expires_at = detail::IntField(data, "expires_at");
     svid.kid = detail::StringField(data, "kid");
     if (svid.token.empty()) return BadReply("POST", path, "data.token");
+    if (svid.expires_at <= 0) return BadReply("POST", path, "data.expires_at");
     return svid;
   }
 
  private:
+  friend class LifetimeWatcher;  // cancels the requests of its own client when it stops
+
   explicit Client(ClientConfig config) : config_(std::move(config)) {
     token_ = config_.token;
   }
@@ -1096,9 +1259,11 @@ class Client {
 
   // --- Sending ----------------------------------------------------------------------------
 
-  // Sends one request; retries connection failures and retryable statuses when `idempotent`.
-  // A 2xx is a success; anything else becomes an Error.
-  // `path` is not yet percent-encoded; `query` is sent as given.
+  using Clock = std::chrono::steady_clock;
+
+  // Sends one request; retries connection failures and retryable statuses when `idempotent`,
+  // while config_.request_timeout leaves time for another attempt. A 2xx is a success;
+  // anything else becomes an Error. `path` is not yet percent-encoded; `query` is sent as given.
   Result<Response> Send(std::string_view method, std::string_view path, const Json& body,
                         bool idempotent, std::string_view query = "") {
     const std::string target = path.starts_with("/v1/") ? std::string(path.substr(4))
@@ -1125,15 +1290,21 @@ class Client {
                                                   ? "application/merge-patch+json"
                                                   : "application/json");
     }
+    std::optional<Clock::time_point> deadline;
+    if (config_.request_timeout.count() > 0) deadline = Clock::now() + config_.request_timeout;
     const int attempts = idempotent ? config_.max_retries + 1 : 1;
     std::optional<Error> last_error;
     for (int attempt = 0; attempt < attempts; ++attempt) {
       if (attempt > 0) {
-        std::this_thread::sleep_for(
-            detail::BackoffDelay(attempt - 1, config_.backoff_base, config_.backoff_max));
+        const auto delay =
+            detail::BackoffDelay(attempt - 1, config_.backoff_base, config_.backoff_max);
+        // Skip a retry that could not finish before the deadline and return the last error.
+        if (deadline && Clock::now() + delay >= *deadline) break;
+        if (!SleepUnlessCancelled(delay)) break;
       }
+      if (cancelled_.load()) break;
       bool retryable = false;
-      auto outcome = SendOnce(request, summary, retryable);
+      auto outcome = SendOnce(request, summary, deadline, retryable);
       if (outcome.ok() || !retryable) {
         WipeRequest(request);
         return outcome;
@@ -1141,48 +1312,133 @@ class Client {
       last_error = outcome.error();
     }
     WipeRequest(request);
+    if (cancelled_.load()) return CancelledError(summary);
     return *last_error;
   }
 
+  // Overwrites the request body and every header value that the SDK set (the token among
+  // them). httplib's serialised copy of the headers is out of reach (see docs/SDK.md).
   static void WipeRequest(httplib::Request& request) {
     detail::Wipe(request.body);
-    for (auto& [name, value] : request.headers) {
-      if (name == "X-Vault-Token") detail::Wipe(value);
-    }
+    for (auto& header : request.headers) detail::Wipe(header.second);
   }
 
-  // Sends `request` once. Sets `retryable` when the failure is one a retry may cure.
-  Result<Response> SendOnce(const httplib::Request& request, const std::string& summary,
-                            bool& retryable) {
+  // Waits `delay`; returns false at once when Cancel() is called.
+  bool SleepUnlessCancelled(std::chrono::milliseconds delay) {
+    std::unique_lock lock(cancel_mutex_);
+    return !cancel_wakeup_.wait_for(lock, delay, [this] { return cancelled_.load(); });
+  }
+
+  // Makes requests in flight stop at their next received chunk or retry, and later requests
+  // fail at once. Used by LifetimeWatcher::Stop on the watcher's own client.
+  void Cancel() {
+    {
+      std::lock_guard lock(cancel_mutex_);
+      cancelled_ = true;
+    }
+    cancel_wakeup_.notify_all();
+  }
+
+  static Error CancelledError(const std::string& summary) {
+    return Error(ErrorCode::kUnavailable, summary + ": request canceled: the client is stopping");
+  }
+
+  // Sends `request` once. Sets `retryable` when the failure is one a retry may cure. No wait
+  // for the server (connect, each receive) is longer than what is left until `deadline`. The
+  // body is read in chunks that each check the deadline, so a server that sends its body a
+  // byte at a time cannot hold the call past it.
+  Result<Response> SendOnce(httplib::Request& request, const std::string& summary,
+                            std::optional<Clock::time_point> deadline, bool& retryable) {
     auto connection = Acquire();
     if (!connection->is_valid()) {
       return Error(ErrorCode::kInvalidArgument,
                    summary + ": the TLS client certificate or key could not be loaded");
     }
-    const auto started = std::chrono::steady_clock::now();
-    httplib::Result result = connection->send(request);
-    if (!result) {
-      retryable = true;
-      const httplib::Error failure = result.error();
-      // The connection may be half-used: drop it instead of pooling it.
-      return TransportError(summary, failure, std::chrono::steady_clock::now() - started);
+    auto connect_timeout = config_.connect_timeout;
+    auto read_timeout = config_.read_timeout;
+    if (deadline) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now());
+      if (left.count() <= 0) return DeadlineError(summary);
+      connect_timeout = std::min(connect_timeout, left);
+      read_timeout = std::min(read_timeout, left);
     }
+    SetTimeout(connect_timeout, [&](time_t s, time_t us) {
+      connection->set_connection_timeout(s, us);
+    });
+    SetTimeout(read_timeout, [&](time_t s, time_t us) {
+      connection->set_read_timeout(s, us);
+      connection->set_write_timeout(s, us);
+    });
+
     Response response;
-    response.status = result->status;
-    response.text = std::move(result->body);
-    response.content_type = result->get_header_value("Content-Type");
+    bool cancelled = false;
+    bool past_deadline = false;
+    request.content_receiver = [&](const char* data, std::size_t length, std::uint64_t offset,
+                                   std::uint64_t total) {
+      if (cancelled_.load()) {
+        cancelled = true;
+        return false;
+      }
+      if (deadline && Clock::now() >= *deadline) {
+        past_deadline = true;
+        return false;
+      }
+      // Reserving the announced length up front avoids reallocations that would leave
+      // copies of the reply in freed memory.
+      static constexpr std::uint64_t kMaxReserve = 16u << 20;
+      if (offset == 0 && total > 0) response.text.reserve(std::min(total, kMaxReserve));
+      response.text.append(data, length);
+      return true;
+    };
+    httplib::Response reply;
+    httplib::Error failure = httplib::Error::Success;
+    const auto started = Clock::now();
+    const bool sent = connection->send(request, reply, failure);
+    request.content_receiver = nullptr;
+    if (!sent) {
+      detail::Wipe(response.text);
+      // The connection may be half-used: drop it instead of pooling it.
+      if (cancelled) return CancelledError(summary);
+      if (past_deadline) return DeadlineError(summary);
+      retryable = true;
+      const bool timed_out = Clock::now() - started >= read_timeout;
+      if (deadline && timed_out && read_timeout < config_.read_timeout) {
+        retryable = false;
+        return DeadlineError(summary);
+      }
+      return TransportError(summary, failure, timed_out);
+    }
+    response.status = reply.status;
+    response.content_type = reply.get_header_value("Content-Type");
+    detail::Wipe(reply.body);
     Release(std::move(connection));
-    if (!response.text.empty()) {
+
+    const bool success = response.status >= 200 && response.status < 300;
+    if (detail::NestedDeeperThan(response.text, detail::kMaxReplyDepth)) {
+      if (success) {
+        return Error(ErrorCode::kInternal,
+                     summary + ": invalid reply, not a Vault response: JSON nested deeper than " +
+                         std::to_string(detail::kMaxReplyDepth) + " levels",
+                     response.status);
+      }
+    } else if (!response.text.empty()) {
       response.body = Json::parse(response.text, nullptr, false);
       if (response.body.is_discarded()) response.body = nullptr;
     }
-    if (response.status >= 200 && response.status < 300) return response;
+    if (success) return response;
     retryable = detail::RetryableStatus(response.status);
     return StatusError(summary, response);
   }
 
+  Error DeadlineError(const std::string& summary) const {
+    return Error(ErrorCode::kDeadlineExceeded,
+                 summary + ": timed out after the request timeout of " +
+                     std::to_string(config_.request_timeout.count()) + " ms");
+  }
+
+  // `timed_out`: the read timeout passed, which httplib reports as a plain read error.
   Error TransportError(const std::string& summary, httplib::Error failure,
-                       std::chrono::steady_clock::duration elapsed) const {
+                       bool timed_out) const {
     switch (failure) {
       case httplib::Error::SSLConnection:
         return Error(ErrorCode::kUnavailable, summary + ": TLS handshake failed");
@@ -1195,8 +1451,7 @@ class Client {
       case httplib::Error::ConnectionTimeout:
         return Error(ErrorCode::kDeadlineExceeded, summary + ": connect timed out");
       case httplib::Error::Read:
-        // httplib reports a receive timeout as a read error, so the elapsed time decides.
-        if (elapsed >= config_.read_timeout) {
+        if (timed_out) {
           return Error(ErrorCode::kDeadlineExceeded,
                        summary + ": timed out waiting for the reply");
         }
@@ -1220,15 +1475,29 @@ class Client {
     return Error(code, std::move(text), response.status, std::move(messages));
   }
 
+  // The error of a 2xx reply without the fields a Vault server sends, as when the address
+  // points at another HTTP service (a proxy's login page, say).
   static Error BadReply(std::string_view method, std::string_view path,
                         std::string_view field) {
     return Error(ErrorCode::kInternal, std::string(method) + " /v1/" + std::string(path) +
-                                           ": reply has no " + std::string(field));
+                                           ": invalid reply, not a Vault response: missing " +
+                                           std::string(field) +
+                                           " (check that the address is the vault server's)");
   }
 
-  static Status Discard(Result<Response> reply) {
+  // Accepts the reply of a call that returns nothing: an empty body (204) or a JSON object.
+  static Status Discard(std::string_view method, const std::string& path,
+                        Result<Response> reply) {
     if (!reply.ok()) return reply.error();
+    if (!reply.value().text.empty() && !reply.value().body.is_object()) {
+      return BadReply(method, path, "a JSON object or an empty body");
+    }
     return {};
+  }
+
+  // Sends a call whose reply carries nothing but success.
+  Status SendDiscard(std::string_view method, const std::string& path, const Json& body) {
+    return Discard(method, path, Send(method, path, body, true));
   }
 
   std::string KvPath(std::string_view kind, std::string_view path) const {
@@ -1258,10 +1527,18 @@ class Client {
     if (!reply.ok()) return reply.error();
     const Json& auth = detail::Member(reply.value().body, "auth");
     if (!auth.is_object()) return BadReply("POST", path, "auth block");
+    if (!detail::Member(auth, "lease_duration").is_number()) {
+      return BadReply("POST", path, "auth.lease_duration");
+    }
     return detail::ParseAuth(auth);
   }
 
-  static TokenInfo ParseTokenInfo(const Json& data) {
+  // Reads the `data` of a token lookup. A reply without data.ttl is rejected, because the
+  // watcher would read a missing TTL as "never expires".
+  static Result<TokenInfo> ParseTokenInfo(std::string_view method, std::string_view path,
+                                          const Json& body) {
+    const Json& data = detail::Member(body, "data");
+    if (!detail::Member(data, "ttl").is_number()) return BadReply(method, path, "data.ttl");
     TokenInfo info;
     info.accessor = detail::StringField(data, "accessor");
     info.policies = detail::StringList(data, "policies");
@@ -1291,6 +1568,7 @@ class Client {
     svid.spiffe_id = detail::StringField(data, "spiffe_id");
     svid.key_version = detail::IntField(data, "key_version");
     if (svid.certificate.empty()) return BadReply("POST", path, "data.certificate");
+    if (svid.expiration <= 0) return BadReply("POST", path, "data.expiration");
     return svid;
   }
 
@@ -1301,6 +1579,10 @@ class Client {
 
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<httplib::Client>> idle_;  // guarded by pool_mutex_
+
+  std::mutex cancel_mutex_;  // pairs with cancel_wakeup_ for backoff waits
+  std::condition_variable cancel_wakeup_;
+  std::atomic<bool> cancelled_{false};  // set by Cancel(), never cleared
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1347,12 +1629,14 @@ struct WatcherOptions {
   // Called after every re-login, with the new auth, on the watcher's thread.
   std::function<void(const Auth&)> on_token_rotated;
   // Called with every error the watcher handles itself (a renewal, login or fetch failure
-  // that it will retry), on the watcher's thread.
+  // that it will retry, or an exception thrown by a callback), on the watcher's thread.
   std::function<void(const Error&)> on_error;
-  // Renew when this fraction of the TTL granted last has passed.
+  // Renew when this fraction of the TTL granted last has passed (earlier for short TTLs, see
+  // LifetimeWatcher).
   double renew_fraction = 2.0 / 3.0;
-  // Delay after a failed step, doubled after each further failure up to max_retry_delay, but
-  // never past the point where the credential expires.
+  // Delay after a failed step, doubled after each further failure up to max_retry_delay. A
+  // retry that would come after the expiry is moved to shortly before it (never sooner than
+  // retry_delay), and the doubling starts again from retry_delay after that attempt.
   std::chrono::milliseconds retry_delay{1000};
   std::chrono::milliseconds max_retry_delay{30000};
   // Keep the client's token renewed. Off: only the registered credentials are watched.
@@ -1363,27 +1647,38 @@ struct WatcherOptions {
 //
 // The token is renewed (auth/token/renew-self) when renew_fraction of its TTL has passed.
 // When a renewal is refused, the token is not renewable, or a renewal comes back shorter
-// than asked because the max TTL caps it, the watcher calls options.login at the next due
-// time and installs the new token. Because Vault and keyward revoke a token's leases with
-// the token, every leased credential is then fetched again.
+// than asked because the max TTL caps it, the watcher calls options.login and installs the
+// new token. It logs in when the token's remaining life falls below max(3 s, TTL / 3),
+// counting one second less than the reported TTL because servers round TTLs to whole
+// seconds. For TTLs under about 7 s that lead is capped at half the TTL. Because Vault and
+// keyward revoke a token's leases with the token, every leased credential is then fetched
+// again.
 //
 // A credential registered with Watch is renewed through sys/leases/renew when it has a
 // renewable lease. When renewal is refused or capped, or the credential has no lease (an
-// SVID), the watcher calls its fetch function at the due time. The new credential then goes
-// to the rotation callback. Transient failures (unavailable, timeouts, 5xx) are retried with backoff
-// before anything is fetched again.
+// SVID), the watcher calls its fetch function on the same schedule as a re-login. The new
+// credential then goes to the rotation callback. Transient failures (unavailable, timeouts,
+// 5xx) are retried with backoff before anything is fetched again.
 //
-// Thread-safe. Callbacks run on the watcher's thread, one at a time, and must not call
-// Stop, Unwatch or the destructor. The client and whatever the callbacks use must outlive
-// the watcher. Destruction stops
-// the thread promptly: a wait is interrupted at once, a request in flight is not (it ends
-// within the client's timeouts).
+// The watcher's requests go through a client of its own, a copy of `client`'s configuration
+// that follows its token. login and fetch functions receive that client. An exception thrown
+// by login, a fetch function or a callback is caught and reported to on_error, and the step
+// counts as failed.
+//
+// Thread-safe. Callbacks run on the watcher's thread, one at a time. They may call Unwatch,
+// but must not call Stop or destroy the watcher. The client and whatever the callbacks use
+// must outlive the watcher. Stop (and the destructor) interrupts a wait at once, and the
+// requests of the watcher's own client at their next retry or received chunk of the reply.
+// A request waiting for a server that sends nothing takes up to one connect_timeout or
+// read_timeout (capped by request_timeout) to end. NOTE: a server that trickles its headers
+// holds a request as long as it keeps sending, because cpp-httplib 0.11.4 has no hook there.
+// Calls that a callback makes through another client are not interrupted.
 class LifetimeWatcher {
  public:
   // Starts the thread. When watching the token, the first step looks the token up to learn
   // its TTL (or logs in when the client has no token and options.login is set).
   LifetimeWatcher(Client& client, WatcherOptions options)
-      : client_(client), options_(std::move(options)) {
+      : client_(client), worker_(new Client(client.config())), options_(std::move(options)) {
     if (options_.watch_token) {
       token_.active = true;
       token_.due = Clock::now();
@@ -1406,15 +1701,21 @@ class LifetimeWatcher {
     entry->increment = entry->terms.ttl;
     entry->fetch = [fetch = std::move(fetch),
                     on_rotate = std::move(on_rotate)](Client& client) -> Result<LeaseTerms> {
-      auto fresh = fetch(client);
+      auto fresh = Guarded("fetch function", [&] { return fetch(client); });
       if (!fresh.ok()) return fresh.error();
       LeaseTerms terms = LeaseTermsOf(fresh.value());
-      if (on_rotate) on_rotate(fresh.value());
+      if (on_rotate) {
+        auto delivered = Guarded("rotation callback", [&]() -> Status {
+          on_rotate(fresh.value());
+          return {};
+        });
+        if (!delivered.ok()) return delivered.error();
+      }
       return terms;
     };
     std::lock_guard lock(mutex_);
     entry->id = ++last_id_;
-    entry->due = DueAfter(entry->terms.ttl);
+    entry->due = StepTime(entry->terms.ttl, Renews(entry->terms));
     entry->expires = Clock::now() + entry->terms.ttl;
     entries_.push_back(entry);
     wake_ = true;
@@ -1422,12 +1723,16 @@ class LifetimeWatcher {
     return entry->id;
   }
 
-  // Stops watching credential `id`; an unknown id is ignored.
+  // Stops watching credential `id`; an unknown id is ignored. When the watcher is fetching or
+  // renewing that credential, waits until it has finished, so that no callback of `id` runs
+  // after Unwatch returns. Called from a callback, it returns at once instead.
   void Unwatch(std::uint64_t id) {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     std::erase_if(entries_, [id](const auto& entry) { return entry->id == id; });
     wake_ = true;
     wakeup_.notify_all();
+    if (std::this_thread::get_id() == thread_.get_id()) return;
+    step_done_.wait(lock, [&] { return stepping_id_ != id; });
   }
 
   // Stops the thread and waits for it; later calls do nothing.
@@ -1437,7 +1742,8 @@ class LifetimeWatcher {
       stopping_ = true;
       wakeup_.notify_all();
     }
-    if (thread_.joinable()) thread_.join();
+    worker_->Cancel();
+    if (thread_.joinable() && std::this_thread::get_id() != thread_.get_id()) thread_.join();
   }
 
   // Number of re-logins and of credential fetches so far (for monitoring and tests).
@@ -1446,6 +1752,7 @@ class LifetimeWatcher {
 
  private:
   using Clock = std::chrono::steady_clock;
+  using Milliseconds = std::chrono::milliseconds;
 
   struct Entry {
     std::uint64_t id = 0;
@@ -1470,11 +1777,33 @@ class LifetimeWatcher {
     Clock::time_point expires;
   };
 
-  // Returns true when a renewal granted less than `increment`, because the max TTL caps it.
-  // TTLs are whole seconds, and the server may cross a second boundary between setting the
-  // expiry and reporting the TTL, so one second short still counts as a full renewal.
+  // Runs `call` (a user function returning a Result or Status) and turns an exception it
+  // throws into an internal error, so that it cannot end the watcher's thread.
+  template <class Call>
+  static auto Guarded(const char* name, Call&& call) -> decltype(call()) {
+    try {
+      return call();
+    } catch (const Error& error) {
+      return Error(error.code(), std::string(name) + " threw: " + error.message(),
+                   error.status(), error.server_messages());
+    } catch (const std::exception& error) {
+      return Error(ErrorCode::kInternal, std::string(name) + " threw: " + error.what());
+    } catch (...) {
+      return Error(ErrorCode::kInternal, std::string(name) + " threw an unknown exception");
+    }
+  }
+
+  static bool Renews(const LeaseTerms& terms) {
+    return terms.renewable && !terms.lease_id.empty();
+  }
+
+  // Returns true when a renewal granted clearly less than `increment`, because the max TTL
+  // caps it. TTLs are whole seconds, and the server may cross a second boundary between
+  // setting the expiry and reporting the TTL, so a grant one second short counts as full,
+  // unless that second is more than a third of the increment.
   static bool Capped(std::chrono::seconds granted, std::chrono::seconds increment) {
-    return granted.count() <= 0 || granted + std::chrono::seconds(1) < increment;
+    if (granted.count() <= 0) return true;
+    return granted + std::chrono::seconds(1) < increment || granted * 3 < increment * 2;
   }
 
   static bool Transient(const Error& error) {
@@ -1483,30 +1812,55 @@ class LifetimeWatcher {
            error.code() == ErrorCode::kInternal;
   }
 
-  // Returns when renew_fraction of `ttl` will have passed; a TTL of 0 never comes due.
-  Clock::time_point DueAfter(std::chrono::seconds ttl) const {
+  // Returns when to act on a credential granted `ttl` just now: renew it (`renew`), or else
+  // replace it (log in again, fetch again). The credential may have one second less than
+  // `ttl` left, because servers round TTLs to whole seconds. A replacement starts when
+  // max(3 s, ttl / 3) of that remains, or half of it for short TTLs, and a renewal comes at
+  // renew_fraction of `ttl` or at that point, whichever is first. A quarter of `ttl` (at
+  // least 50 ms) always passes, so that credentials of a second or two do not spin. A TTL of
+  // 0 never comes due.
+  Clock::time_point StepTime(std::chrono::seconds ttl, bool renew) const {
     if (ttl.count() <= 0) return Clock::time_point::max();
-    const auto wait = std::chrono::milliseconds(
-        static_cast<std::int64_t>(static_cast<double>(ttl.count()) * 1000.0 *
-                                  options_.renew_fraction));
-    return Clock::now() + std::max(wait, std::chrono::milliseconds(50));
+    const Milliseconds granted = ttl;
+    const Milliseconds life = granted - Milliseconds(1000);
+    const Milliseconds lead = std::min(std::max(Milliseconds(3000), granted / 3), life / 2);
+    Milliseconds wait = life - lead;
+    if (renew) {
+      const auto fraction = Milliseconds(static_cast<std::int64_t>(
+          static_cast<double>(granted.count()) * options_.renew_fraction));
+      wait = std::min(wait, fraction);
+    }
+    wait = std::max(wait, std::max(granted / 4, Milliseconds(50)));
+    return Clock::now() + wait;
   }
 
-  // Returns the time of the next attempt after `failures` failures, before `expires`.
-  Clock::time_point RetryAt(int failures, Clock::time_point expires) const {
+  // Counts a failure and returns the time of the next attempt. See WatcherOptions::retry_delay.
+  Clock::time_point NextRetry(int& failures, Clock::time_point expires) const {
+    ++failures;
     auto delay = options_.retry_delay;
     for (int i = 1; i < failures && delay < options_.max_retry_delay; ++i) delay *= 2;
     delay = std::min(delay, options_.max_retry_delay);
     const auto now = Clock::now();
-    auto at = now + delay;
-    if (expires > now && at > expires) {
-      at = now + std::chrono::duration_cast<Clock::duration>((expires - now) / 2);
+    if (expires > now && now + delay > expires) {
+      failures = 0;
+      return std::max(now + options_.retry_delay, expires - options_.retry_delay / 2);
     }
-    return at;
+    return now + delay;
   }
 
+  // Passes `error` to on_error, except while stopping (the errors are then the watcher's own
+  // cancellations). An exception from on_error is dropped, because there is nowhere left to
+  // report it.
   void Report(const Error& error) {
-    if (options_.on_error) options_.on_error(error);
+    if (!options_.on_error) return;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+    }
+    try {
+      options_.on_error(error);
+    } catch (...) {
+    }
   }
 
   void Run() {
@@ -1537,33 +1891,37 @@ class LifetimeWatcher {
         }
       }
       if (!due) continue;
+      stepping_id_ = due->id;
       lock.unlock();
       StepEntry(*due);
       lock.lock();
+      stepping_id_ = 0;
+      step_done_.notify_all();
     }
   }
 
   // Runs on the watcher thread without mutex_; only it writes token_ after construction.
   void StepToken() {
+    worker_->SetToken(client_.token());
     if (token_.needs_lookup) {
       LookUpToken();
       return;
     }
     if (token_.renewable && !token_.exhausted) {
-      auto renewed = client_.TokenRenewSelf(token_.increment);
+      auto renewed = worker_->TokenRenewSelf(token_.increment);
       if (renewed.ok()) {
         const auto ttl = renewed.value().lease_duration;
         token_.failures = 0;
         token_.exhausted = Capped(ttl, token_.increment);
         token_.renewable = renewed.value().renewable;
         token_.expires = Clock::now() + ttl;
-        SetTokenDue(ttl.count() > 0 ? DueAfter(ttl) : Clock::now());
+        const bool renew_again = token_.renewable && !token_.exhausted;
+        SetTokenDue(ttl.count() > 0 ? StepTime(ttl, renew_again) : Clock::now());
         return;
       }
       Report(renewed.error());
       if (Transient(renewed.error()) && Clock::now() < token_.expires) {
-        ++token_.failures;
-        SetTokenDue(RetryAt(token_.failures, token_.expires));
+        SetTokenDue(NextRetry(token_.failures, token_.expires));
         return;
       }
     }
@@ -1575,12 +1933,11 @@ class LifetimeWatcher {
       Relogin();
       return;
     }
-    auto info = client_.TokenLookupSelf();
+    auto info = worker_->TokenLookupSelf();
     if (!info.ok()) {
       Report(info.error());
       if (Transient(info.error())) {
-        ++token_.failures;
-        SetTokenDue(RetryAt(token_.failures, Clock::time_point::max()));
+        SetTokenDue(NextRetry(token_.failures, Clock::time_point::max()));
       } else {
         Relogin();
       }
@@ -1594,7 +1951,7 @@ class LifetimeWatcher {
     token_.exhausted = false;
     token_.expires = Clock::now() + info.value().ttl;
     // A token without a TTL (root) never needs renewing.
-    SetTokenDue(DueAfter(info.value().ttl));
+    SetTokenDue(StepTime(info.value().ttl, token_.renewable));
   }
 
   void Relogin() {
@@ -1606,15 +1963,15 @@ class LifetimeWatcher {
       return;
     }
 
-    auto auth = options_.login(client_);
+    auto auth = Guarded("login function", [&] { return options_.login(*worker_); });
     if (!auth.ok()) {
       Report(auth.error());
-      ++token_.failures;
-      SetTokenDue(RetryAt(token_.failures, token_.expires));
+      SetTokenDue(NextRetry(token_.failures, token_.expires));
       return;
     }
 
     client_.SetToken(auth.value().client_token);
+    worker_->SetToken(auth.value().client_token);
     ++logins_;
     const auto ttl = auth.value().lease_duration;
     token_.needs_lookup = false;
@@ -1626,7 +1983,7 @@ class LifetimeWatcher {
 
     {
       std::lock_guard lock(mutex_);
-      token_.due = DueAfter(ttl);
+      token_.due = StepTime(ttl, token_.renewable);
       for (const auto& entry : entries_) {
         if (!entry->terms.lease_id.empty()) {
           entry->must_fetch = true;
@@ -1635,7 +1992,14 @@ class LifetimeWatcher {
       }
     }
 
-    if (options_.on_token_rotated) options_.on_token_rotated(auth.value());
+    if (options_.on_token_rotated) {
+      // The new token is installed either way; a throwing callback is only reported.
+      auto delivered = Guarded("token rotation callback", [&]() -> Status {
+        options_.on_token_rotated(auth.value());
+        return {};
+      });
+      if (!delivered.ok()) Report(delivered.error());
+    }
   }
 
   void SetTokenDue(Clock::time_point due) {
@@ -1645,10 +2009,10 @@ class LifetimeWatcher {
 
   // Runs on the watcher thread without mutex_, except where it publishes the next due time.
   void StepEntry(Entry& entry) {
-    const bool renew = !entry.must_fetch && !entry.exhausted && entry.terms.renewable &&
-                       !entry.terms.lease_id.empty();
+    worker_->SetToken(client_.token());
+    const bool renew = !entry.must_fetch && !entry.exhausted && Renews(entry.terms);
     if (renew) {
-      auto renewed = client_.LeaseRenew(entry.terms.lease_id, entry.increment);
+      auto renewed = worker_->LeaseRenew(entry.terms.lease_id, entry.increment);
       if (renewed.ok()) {
         const auto ttl = renewed.value().lease_duration;
         std::lock_guard lock(mutex_);
@@ -1656,25 +2020,23 @@ class LifetimeWatcher {
         entry.terms.ttl = ttl;
         entry.exhausted = Capped(ttl, entry.increment);
         entry.expires = Clock::now() + ttl;
-        entry.due = ttl.count() > 0 ? DueAfter(ttl) : Clock::now();
+        entry.due = ttl.count() > 0 ? StepTime(ttl, !entry.exhausted) : Clock::now();
         return;
       }
       Report(renewed.error());
       if (Transient(renewed.error()) && Clock::now() < entry.expires) {
         std::lock_guard lock(mutex_);
-        ++entry.failures;
-        entry.due = RetryAt(entry.failures, entry.expires);
+        entry.due = NextRetry(entry.failures, entry.expires);
         return;
       }
     }
 
-    auto fetched = entry.fetch(client_);
+    auto fetched = entry.fetch(*worker_);
     ++fetches_;
     if (!fetched.ok()) {
       Report(fetched.error());
       std::lock_guard lock(mutex_);
-      ++entry.failures;
-      entry.due = RetryAt(entry.failures, entry.expires);
+      entry.due = NextRetry(entry.failures, entry.expires);
       return;
     }
 
@@ -1685,16 +2047,19 @@ class LifetimeWatcher {
     entry.must_fetch = false;
     entry.failures = 0;
     entry.expires = Clock::now() + entry.terms.ttl;
-    entry.due = DueAfter(entry.terms.ttl);
+    entry.due = StepTime(entry.terms.ttl, Renews(entry.terms));
   }
 
   Client& client_;
+  const std::unique_ptr<Client> worker_;  // the watcher's own client; Stop cancels its calls
   const WatcherOptions options_;
 
   std::mutex mutex_;
   std::condition_variable wakeup_;
+  std::condition_variable step_done_;  // a step of an entry finished (for Unwatch)
   bool stopping_ = false;  // guarded by mutex_
   bool wake_ = false;      // guarded by mutex_: the schedule changed
+  std::uint64_t stepping_id_ = 0;  // guarded by mutex_: the entry being stepped, 0 for none
   TokenState token_;       // due guarded by mutex_; the rest written only by the thread
   std::vector<std::shared_ptr<Entry>> entries_;  // guarded by mutex_
   std::uint64_t last_id_ = 0;                    // guarded by mutex_

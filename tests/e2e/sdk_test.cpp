@@ -194,6 +194,47 @@ class ClosingListener {
   std::thread thread_;
 };
 
+// A loopback HTTP server that replies to every request of the methods httplib routes (not
+// LIST) through `handler`: a stand-in for a hostile or broken server.
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(httplib::Server::Handler handler) {
+    server_.Get(".*", handler);
+    server_.Post(".*", handler);
+    server_.Put(".*", handler);
+    server_.Patch(".*", handler);
+    server_.Delete(".*", handler);
+    server_.set_keep_alive_timeout(1);
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    REQUIRE(port_ > 0);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    REQUIRE(WaitFor([this] { return server_.is_running(); }, 5000ms));
+  }
+  ~ScriptedServer() {
+    server_.stop();
+    thread_.join();
+  }
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+// Makes `response` a 200 reply that announces 100,000 bytes of JSON and sends one byte every
+// 100 ms until the client disconnects or `stop` is set.
+void DripReply(httplib::Response& response, const std::atomic<bool>& stop) {
+  response.set_content_provider(
+      100000, "application/json",
+      [&stop](std::size_t, std::size_t, httplib::DataSink& sink) {
+        if (stop.load()) return false;
+        std::this_thread::sleep_for(100ms);
+        return sink.write("[", 1);
+      });
+}
+
 keyward::ClientConfig FastRetries(const std::string& url, int max_retries) {
   keyward::ClientConfig config;
   config.address = url;
@@ -415,6 +456,45 @@ TEST_SUITE("e2e/sdk") {
     CHECK_FALSE(keyward::Client::Create(bad).ok());
   }
 
+  TEST_CASE("sdk: create validates the address") {
+    // Create only checks the text; none of these addresses is contacted.
+    for (const char* address :
+         {"http://127.0.0.1:99999", "http://127.0.0.1:0", "http://127.0.0.1:65536",
+          "http://127.0.0.1:", "http://127.0.0.1:80x", "http://bad host:8200",
+          "http://a..b:8200", "http://", "https://[::1", "http://[fe80::1%25eth0]:8200",
+          "http://[::1]x", "http://host_name", "http://127.0.0.1:8200#frag"}) {
+      const std::string shown = address;
+      CAPTURE(shown);
+      keyward::ClientConfig config;
+      config.address = address;
+      auto client = keyward::Client::Create(config);
+      REQUIRE_FALSE(client.ok());
+      CHECK(client.error().code() == keyward::ErrorCode::kInvalidArgument);
+    }
+    for (const char* address : {"http://127.0.0.1:8200", "http://localhost", "http://[::1]:8200",
+                                "https://vault.example.test:65535/", "http://127.0.0.1:1"}) {
+      const std::string shown = address;
+      CAPTURE(shown);
+      keyward::ClientConfig config;
+      config.address = address;
+      auto client = keyward::Client::Create(config);
+      CHECK_MESSAGE(client.ok(), client.error().message());
+    }
+
+    // Credentials in the address are rejected without being echoed.
+    keyward::ClientConfig with_password;
+    with_password.address = "http://admin:hunter2@127.0.0.1:8200";
+    auto rejected = keyward::Client::Create(with_password);
+    REQUIRE_FALSE(rejected.ok());
+    CHECK(rejected.error().code() == keyward::ErrorCode::kInvalidArgument);
+    CHECK(rejected.error().message().find("hunter2") == std::string::npos);
+    CHECK(rejected.error().message().find("admin") == std::string::npos);
+    CHECK(rejected.error().message().find("credentials") != std::string::npos);
+    with_password.address = "ftp://admin:hunter2@127.0.0.1";
+    CHECK(keyward::Client::Create(with_password).error().message().find("hunter2") ==
+          std::string::npos);
+  }
+
   TEST_CASE("sdk: config from the environment") {
     ::setenv("KEYWARD_ADDR", "http://127.0.0.1:18200", 1);
     ::setenv("VAULT_ADDR", "http://127.0.0.1:28200", 1);
@@ -428,8 +508,31 @@ TEST_SUITE("e2e/sdk") {
     CHECK(config->address == "http://127.0.0.1:18200");
     CHECK(config->token.Reveal() == "vault-token");
     CHECK(config->max_retries == 5);
-    CHECK(config->read_timeout == 7s);
+    CHECK(config->request_timeout == 7s);
+    CHECK(config->read_timeout == 60s);
     CHECK(config->tls_skip_verify);
+
+    // VAULT_CLIENT_TIMEOUT is whole seconds or a Go duration, as Vault reads it.
+    const std::pair<const char*, std::chrono::milliseconds> durations[] = {
+        {"60s", 60s}, {"1m", 60s}, {"1m30s", 90s}, {"250ms", 250ms}, {"1.5s", 1500ms},
+        {"2h", 2h}};
+    for (const auto& [text, expected] : durations) {
+      const std::string shown = text;
+      CAPTURE(shown);
+      ::setenv("KEYWARD_CLIENT_TIMEOUT", text, 1);
+      auto parsed = keyward::ClientConfig::FromEnvironment();
+      REQUIRE_MESSAGE(parsed.ok(), parsed.error().message());
+      CHECK(parsed->request_timeout == expected);
+    }
+    for (const char* text : {"0", "0s", "7x", "s", "1.2.3s", "-5", "5 s", "1m-3s"}) {
+      const std::string shown = text;
+      CAPTURE(shown);
+      ::setenv("KEYWARD_CLIENT_TIMEOUT", text, 1);
+      auto rejected = keyward::ClientConfig::FromEnvironment();
+      REQUIRE_FALSE(rejected.ok());
+      CHECK(rejected.error().message().find("KEYWARD_CLIENT_TIMEOUT") != std::string::npos);
+    }
+    ::unsetenv("KEYWARD_CLIENT_TIMEOUT");
     ::setenv("KEYWARD_MAX_RETRIES", "many", 1);
     auto invalid = keyward::ClientConfig::FromEnvironment();
     REQUIRE_FALSE(invalid.ok());
@@ -902,6 +1005,355 @@ TEST_SUITE("e2e/sdk") {
     }
   }
 
+  TEST_CASE("sdk: deeply nested reply is an error") {
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    const std::string shallow = std::string(500, '[') + std::string(500, ']');
+    ScriptedServer server([&](const httplib::Request& request, httplib::Response& response) {
+      if (request.path == "/v1/deep-error") {
+        response.status = 500;
+        response.set_content("{\"errors\": [" + deep + "]}", "application/json");
+      } else if (request.path == "/v1/shallow") {
+        response.set_content(shallow, "application/json");
+      } else {
+        response.set_content(deep, "application/json");
+      }
+    });
+    auto sdk = MakeSdk(FastRetries(server.url(), 0));
+
+    auto read = sdk->KvGet("app/db");
+    REQUIRE_FALSE(read.ok());
+    CHECK(read.error().code() == keyward::ErrorCode::kInternal);
+    CHECK(read.error().message().find("nested deeper than 512") != std::string::npos);
+    auto raw = sdk->Request("GET", "anything");
+    REQUIRE_FALSE(raw.ok());
+    CHECK(raw.error().code() == keyward::ErrorCode::kInternal);
+
+    auto failed = sdk->Request("GET", "deep-error");
+    REQUIRE_FALSE(failed.ok());
+    CHECK(failed.error().status() == 500);
+    CHECK(failed.error().server_messages().empty());
+
+    auto within_limit = sdk->Request("GET", "shallow");
+    REQUIRE_MESSAGE(within_limit.ok(), within_limit.error().message());
+    CHECK(within_limit->body.is_array());
+  }
+
+  TEST_CASE("sdk: secret json wipes deep values") {
+    // One million levels: a recursive wipe overflows an 8 MiB stack long before that.
+    keyward::Json root = keyward::Json::array();
+    keyward::Json* level = &root;
+    for (int i = 0; i < 1000000; ++i) {
+      level->push_back(keyward::Json::array());
+      level = &level->back();
+    }
+    level->push_back("secret");
+    auto held = std::make_unique<keyward::SecretJson>(std::move(root));
+    held.reset();
+    CHECK(held == nullptr);
+  }
+
+  TEST_CASE("sdk: non-vault 2xx replies are errors") {
+    std::atomic<bool> html{true};
+    ScriptedServer server([&](const httplib::Request&, httplib::Response& response) {
+      if (html.load()) {
+        response.set_content("<html>hello</html>", "text/html");
+      } else {
+        response.set_content(R"({"data": {}})", "application/json");
+      }
+    });
+    auto sdk = MakeSdk(FastRetries(server.url(), 0));
+    auto expect_bad_reply = [](const auto& result, const std::string& call) {
+      CAPTURE(call);
+      REQUIRE_FALSE(result.ok());
+      CHECK(result.error().code() == keyward::ErrorCode::kInternal);
+      CHECK(result.error().message().find("not a Vault response") != std::string::npos);
+    };
+
+    expect_bad_reply(sdk->KvGet("a"), "KvGet");
+    expect_bad_reply(sdk->KvPut("a", {{"k", "v"}}), "KvPut");
+    expect_bad_reply(sdk->KvMetadata("a"), "KvMetadata");
+    expect_bad_reply(sdk->KvDelete("a"), "KvDelete");
+    expect_bad_reply(sdk->KvDestroy("a", {1}), "KvDestroy");
+    expect_bad_reply(sdk->TokenLookupSelf(), "TokenLookupSelf");
+    expect_bad_reply(sdk->TokenRenewSelf(), "TokenRenewSelf");
+    expect_bad_reply(sdk->TokenRevokeSelf(), "TokenRevokeSelf");
+    expect_bad_reply(sdk->LeaseRenew("l"), "LeaseRenew");
+    expect_bad_reply(sdk->LeaseLookup("l"), "LeaseLookup");
+    expect_bad_reply(sdk->LeaseRevoke("l"), "LeaseRevoke");
+    expect_bad_reply(sdk->DatabaseCreds("app"), "DatabaseCreds");
+    expect_bad_reply(
+        sdk->AppRoleLogin(keyward::SecretString("r"), keyward::SecretString("s")),
+        "AppRoleLogin");
+    // A raw request returns whatever came back.
+    auto raw = sdk->Request("GET", "anything");
+    REQUIRE(raw.ok());
+    CHECK(raw->body.is_null());
+    CHECK(raw->text == "<html>hello</html>");
+
+    // Valid JSON without the expected fields is not a Vault reply either.
+    html = false;
+    expect_bad_reply(sdk->TokenLookupSelf(), "TokenLookupSelf");
+    expect_bad_reply(sdk->LeaseRenew("l"), "LeaseRenew");
+    expect_bad_reply(sdk->LeaseLookup("l"), "LeaseLookup");
+    expect_bad_reply(sdk->KvMetadata("a"), "KvMetadata");
+    expect_bad_reply(sdk->TokenRenewSelf(), "TokenRenewSelf");
+    CHECK(sdk->KvDelete("a").ok());
+  }
+
+  TEST_CASE("sdk: request timeout bounds slow replies") {
+    std::atomic<bool> stop{false};
+    ScriptedServer server([&](const httplib::Request& request, httplib::Response& response) {
+      if (request.path.find("silent") != std::string::npos) {
+        for (int i = 0; i < 100 && !stop.load(); ++i) std::this_thread::sleep_for(50ms);
+        response.set_content("{}", "application/json");
+        return;
+      }
+      DripReply(response, stop);
+    });
+    auto config = FastRetries(server.url(), 2);
+    config.read_timeout = 5s;
+    config.request_timeout = 1s;
+    auto sdk = MakeSdk(config);
+
+    // A byte every 100 ms keeps each receive under read_timeout; the request timeout still ends
+    // the call.
+    auto started = std::chrono::steady_clock::now();
+    auto dripped = sdk->KvGet("drip");
+    auto elapsed = std::chrono::steady_clock::now() - started;
+    REQUIRE_FALSE(dripped.ok());
+    CHECK(dripped.error().code() == keyward::ErrorCode::kDeadlineExceeded);
+    CHECK(dripped.error().message().find("request timeout") != std::string::npos);
+    CHECK(elapsed >= 900ms);
+    CHECK(elapsed < 3s);
+
+    // A server that sends nothing gets less than read_timeout when the deadline comes first.
+    started = std::chrono::steady_clock::now();
+    auto silent = sdk->KvGet("silent");
+    elapsed = std::chrono::steady_clock::now() - started;
+    REQUIRE_FALSE(silent.ok());
+    CHECK(silent.error().code() == keyward::ErrorCode::kDeadlineExceeded);
+    CHECK(elapsed < 3s);
+    stop = true;
+  }
+
+  TEST_CASE("sdk: watcher stop interrupts retries and slow replies") {
+    std::atomic<bool> stop{false};
+    std::atomic<bool> drip{false};
+    std::atomic<int> requests{0};
+    ScriptedServer server([&](const httplib::Request&, httplib::Response& response) {
+      ++requests;
+      if (drip.load()) {
+        DripReply(response, stop);
+        return;
+      }
+      response.status = 503;
+      response.set_content(R"({"errors": ["sealed"]})", "application/json");
+    });
+    auto config = FastRetries(server.url(), 5);
+    config.backoff_base = 2s;
+    config.backoff_max = 5s;
+    auto sdk = MakeSdk(config);
+
+    // The first lookup fails with 503 and waits seconds before its retry.
+    auto watcher = std::make_unique<keyward::LifetimeWatcher>(*sdk, keyward::WatcherOptions{});
+    REQUIRE(WaitFor([&] { return requests.load() >= 1; }, 5000ms));
+    std::this_thread::sleep_for(100ms);
+    auto started = std::chrono::steady_clock::now();
+    watcher.reset();
+    CHECK(std::chrono::steady_clock::now() - started < 500ms);
+
+    // A reply that arrives a byte at a time is abandoned at its next byte.
+    drip = true;
+    requests = 0;
+    watcher = std::make_unique<keyward::LifetimeWatcher>(*sdk, keyward::WatcherOptions{});
+    REQUIRE(WaitFor([&] { return requests.load() >= 1; }, 5000ms));
+    std::this_thread::sleep_for(300ms);
+    started = std::chrono::steady_clock::now();
+    watcher.reset();
+    CHECK(std::chrono::steady_clock::now() - started < 1s);
+    stop = true;
+  }
+
+  TEST_CASE("sdk: unwatch waits for a running fetch") {
+    FlakyServer unused(0, 500);
+    auto sdk = MakeSdk(FastRetries(unused.url(), 0));
+    keyward::WatcherOptions options;
+    options.watch_token = false;
+    keyward::LifetimeWatcher watcher(*sdk, options);
+    const auto now_unix = [] {
+      return std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+          .count();
+    };
+
+    std::atomic<bool> fetching{false};
+    std::atomic<bool> unwatched{false};
+    std::atomic<int> rotations{0};
+    std::atomic<int> late_rotations{0};
+    keyward::JwtSvid expiring;
+    expiring.expires_at = now_unix() + 1;
+    const auto id = watcher.Watch<keyward::JwtSvid>(
+        expiring,
+        [&](keyward::Client&) -> keyward::Result<keyward::JwtSvid> {
+          fetching = true;
+          std::this_thread::sleep_for(800ms);
+          keyward::JwtSvid fresh;
+          fresh.expires_at = now_unix() + 3600;
+          return fresh;
+        },
+        [&](const keyward::JwtSvid&) {
+          ++rotations;
+          if (unwatched.load()) ++late_rotations;
+        });
+    REQUIRE(WaitFor([&] { return fetching.load(); }, 5000ms));
+    watcher.Unwatch(id);
+    CHECK(rotations.load() == 1);
+    unwatched = true;
+    std::this_thread::sleep_for(300ms);
+    CHECK(late_rotations.load() == 0);
+
+    // Unwatch from the credential's own callback returns at once and ends its rotations.
+    std::atomic<std::uint64_t> self_id{0};
+    std::atomic<int> self_rotations{0};
+    keyward::JwtSvid short_lived;
+    short_lived.expires_at = now_unix() + 1;
+    self_id = watcher.Watch<keyward::JwtSvid>(
+        short_lived,
+        [&](keyward::Client&) -> keyward::Result<keyward::JwtSvid> {
+          keyward::JwtSvid fresh;
+          fresh.expires_at = now_unix() + 1;
+          return fresh;
+        },
+        [&](const keyward::JwtSvid&) {
+          ++self_rotations;
+          watcher.Unwatch(self_id.load());
+        });
+    CHECK(WaitFor([&] { return self_rotations.load() >= 1; }, 5000ms));
+    std::this_thread::sleep_for(1500ms);
+    CHECK(self_rotations.load() == 1);
+  }
+
+  TEST_CASE("sdk: watcher survives throwing callbacks") {
+    FlakyServer unused(0, 500);
+    auto sdk = SdkFor(unused.url(), "");
+    std::mutex mutex;
+    std::vector<std::string> errors;  // guarded by mutex
+    std::atomic<int> logins{0};
+    keyward::WatcherOptions options;
+    options.retry_delay = 100ms;
+    options.max_retry_delay = 200ms;
+    options.login = [&](keyward::Client&) -> keyward::Result<keyward::Auth> {
+      ++logins;
+      throw std::runtime_error("login exploded");
+    };
+    options.on_error = [&](const keyward::Error& error) {
+      std::lock_guard lock(mutex);
+      errors.push_back(error.message());
+      throw std::runtime_error("on_error throws too");
+    };
+    keyward::LifetimeWatcher watcher(*sdk, options);
+
+    keyward::JwtSvid expiring;
+    expiring.expires_at = 1;  // long past: fetched at once
+    std::atomic<int> rotations{0};
+    watcher.Watch<keyward::JwtSvid>(
+        expiring,
+        [&](keyward::Client&) -> keyward::Result<keyward::JwtSvid> {
+          keyward::JwtSvid fresh;
+          fresh.expires_at = 1;
+          return fresh;
+        },
+        [&](const keyward::JwtSvid&) {
+          ++rotations;
+          throw keyward::Error(keyward::ErrorCode::kUnavailable, "pool is down");
+        });
+
+    CHECK(WaitFor([&] { return logins.load() >= 3; }, 8000ms));
+    CHECK(WaitFor([&] { return rotations.load() >= 3; }, 8000ms));
+    std::lock_guard lock(mutex);
+    const auto contains = [&](const std::string& text) {
+      return std::any_of(errors.begin(), errors.end(), [&](const std::string& message) {
+        return message.find(text) != std::string::npos;
+      });
+    };
+    CHECK(contains("login function threw: login exploded"));
+    CHECK(contains("rotation callback threw: pool is down"));
+  }
+
+  TEST_CASE("sdk: watcher spaces failed logins") {
+    DevServer server;
+    REQUIRE(server.Start());
+    auto root = SdkFor(server.url(), server.token());
+    keyward::TokenCreateOptions options;
+    options.policies = {"default"};
+    options.ttl = 3s;
+    options.renewable = false;
+    auto created = root->TokenCreate(options);
+    REQUIRE(created.ok());
+    auto sdk = SdkFor(server.url(), created->client_token.Reveal());
+
+    using Clock = std::chrono::steady_clock;
+    const auto started = Clock::now();
+    std::mutex mutex;
+    std::vector<Clock::duration> attempts;  // guarded by mutex
+    keyward::WatcherOptions watch;
+    watch.retry_delay = 300ms;
+    watch.max_retry_delay = 1200ms;
+    watch.login = [&](keyward::Client&) -> keyward::Result<keyward::Auth> {
+      std::lock_guard lock(mutex);
+      attempts.push_back(Clock::now() - started);
+      return keyward::Error(keyward::ErrorCode::kPermissionDenied, "login refused");
+    };
+    keyward::LifetimeWatcher watcher(*sdk, watch);
+    std::this_thread::sleep_for(7s);
+
+    std::lock_guard lock(mutex);
+    REQUIRE(attempts.size() >= 3);
+    // The first login comes before the 3 s token expires, and attempts go on after it.
+    CHECK(attempts.front() < 2500ms);
+    CHECK(attempts.back() > 4s);
+    for (std::size_t i = 1; i < attempts.size(); ++i) {
+      CAPTURE(i);
+      const auto gap = attempts[i] - attempts[i - 1];
+      CHECK(gap >= 290ms);
+      CHECK(gap < 2s);
+    }
+  }
+
+  TEST_CASE("sdk: watcher logs in before the token expires") {
+    DevServer server;
+    REQUIRE(server.Start());
+    auto root = SdkFor(server.url(), server.token());
+    keyward::TokenCreateOptions options;
+    options.policies = {"default"};
+    options.ttl = 3s;
+    options.explicit_max_ttl = 8s;
+    auto created = root->TokenCreate(options);
+    REQUIRE(created.ok());
+    auto sdk = SdkFor(server.url(), created->client_token.Reveal());
+
+    std::atomic<int> errors{0};
+    keyward::WatcherOptions watch;
+    watch.login = [&](keyward::Client&) { return root->TokenCreate(options); };
+    watch.on_error = [&](const keyward::Error&) { ++errors; };
+    keyward::LifetimeWatcher watcher(*sdk, watch);
+
+    // Probes every 200 ms across two max TTLs: none may meet a dead token.
+    int failed_probes = 0;
+    const auto until = std::chrono::steady_clock::now() + 11s;
+    while (std::chrono::steady_clock::now() < until) {
+      auto probe = sdk->TokenLookupSelf();
+      if (!probe.ok()) {
+        ++failed_probes;
+        MESSAGE(probe.error().message());
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    CHECK(failed_probes == 0);
+    CHECK(errors.load() == 0);
+    CHECK(watcher.logins() >= 1);
+  }
+
   TEST_CASE("sdk: read_secret example") {
     DevServer server;
     REQUIRE(server.Start());
@@ -940,7 +1392,8 @@ TEST_SUITE("e2e/sdk") {
     config.token = keyward::SecretString(server.token());
     config.ca_file = server.ca_file().string();
     auto root = MakeSdk(config);
-    SetUpPki(*root, "3s");
+    // 8 s leaves seconds of margin for a renewal on a loaded two-core machine, where 3 s did not.
+    SetUpPki(*root, "8s");
     MustRequest(*root, "PUT", "sys/policies/acl/svid",
                 {{"policy", "path \"pki/issue/self\" { capabilities = [\"update\"] }"}});
     auto ca = root->Request("GET", "pki/ca/pem");
@@ -950,7 +1403,7 @@ TEST_SUITE("e2e/sdk") {
                  {"allowed_spiffe_ids", "spiffe://example.org/ns/*"},
                  {"policies", "svid"},
                  {"token_ttl", "15m"}});
-    // The bootstrap certificate must outlive the run; the renewed SVIDs live 3 s.
+    // The bootstrap certificate must outlive the run, so its role has a TTL of 1 h.
     MustRequest(*root, "POST", "pki/roles/bootstrap",
                 {{"allowed_spiffe_ids", {"spiffe://example.org/ns/*"}}, {"ttl", "1h"}});
     auto bootstrap = root->PkiIssue("bootstrap", {"spiffe://example.org/ns/web", std::nullopt});
