@@ -87,7 +87,7 @@ struct HttpReply {
   std::string reason;   // of the status line: "Not Found"
 };
 
-// A request body given as bytes, for what Connection::Send's JSON body cannot say.
+// A request body given as bytes, for requests that Connection::Send's JSON body cannot express.
 struct RawBody {
   std::string bytes;                            // sent when not empty
   std::string content_type = "application/json";  // unless `headers` has a Content-Type
@@ -95,9 +95,9 @@ struct RawBody {
   bool path_as_typed = false;  // true: the path (and any "?query") goes unencoded
 };
 
-// Talks to the server as Globals says: keep-alive, TCP_NODELAY, TLS with the CA file, client
-// certificate and key, timeouts (10 s connect, 300 s read). The token goes as X-Vault-Token
-// when set. One thread.
+// Connection to the server, configured from Globals: keep-alive, TCP_NODELAY, TLS with the CA
+// file, client certificate and key, timeouts (10 s connect, 300 s read). The token goes as
+// X-Vault-Token when set. One thread.
 class Connection {
  public:
   explicit Connection(const Globals& globals);
@@ -126,7 +126,7 @@ class Connection {
   std::unique_ptr<httplib::Client> client_;
 };
 
-// What a command runs with.
+// The settings and streams a command runs with.
 struct Context {
   Globals globals;
   std::istream& in;
@@ -141,7 +141,7 @@ struct Command {
   std::string summary;   // one line, shown in lists and at the top of -help
   std::string example;   // one example command line, shown by -help
   std::vector<FlagSpec> flags;
-  // Runs the command. `args` holds the command's own flags and positional arguments.
+  // Runs the command. `args` contains the command's own flags and positional arguments.
   std::function<int(Context&, const Args&)> run;
 };
 
@@ -196,7 +196,7 @@ std::string CellText(const nlohmann::json& value);
 std::string ToYaml(const nlohmann::json& value);
 
 // Prints "error: " and the server's messages for a failed reply (status and errors) to `err`
-// and returns kExitError. `action` says what was tried ("reading secret/foo").
+// and returns kExitError. `action` names the attempted operation ("reading secret/foo").
 int ReportServerError(const HttpReply& reply, std::string_view action, std::ostream& err);
 
 // Prints "error: <message>" to `err` and returns kExitError.
