@@ -1,10 +1,14 @@
 #include "api/server_main.hpp"
 
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -284,6 +288,21 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
   return waited ? 0 : 1;
 }
 
+// Keeps secrets in this process's memory out of core files and away from debuggers of the same
+// user: no core file (RLIMIT_CORE 0, hard limit too) and not dumpable (PR_SET_DUMPABLE 0).
+Status DisableCoreDumps() {
+  const rlimit no_core{0, 0};
+  if (::setrlimit(RLIMIT_CORE, &no_core) != 0) {
+    return Internal(std::string("cannot disable core dumps (setrlimit RLIMIT_CORE): ") +
+                    std::strerror(errno));
+  }
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    return Internal(std::string("cannot make the process non-dumpable (prctl): ") +
+                    std::strerror(errno));
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 int RunServer(const std::vector<std::string>& args) {
@@ -298,6 +317,13 @@ int RunServer(const std::vector<std::string>& args) {
   if (!flags) {
     PrintUsage();
     return 2;
+  }
+  // Before any secret is loaded. Fail closed: a server that could leave its keys' PIN and
+  // decrypted records in a core file does not start.
+  if (Status disabled = DisableCoreDumps(); !disabled) {
+    log::Error("cannot start", {{log::kError, disabled.error().message()}});
+    std::cerr << "error: " << disabled.error().message() << "\n";
+    return 1;
   }
   // Block the stop signals and SIGHUP in every thread; the main thread takes them with sigwait.
   sigset_t signals;

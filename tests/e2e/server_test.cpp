@@ -68,6 +68,28 @@ struct ConfigSetup {
 }  // namespace
 
 TEST_SUITE("e2e/server") {
+  TEST_CASE("server disables core dumps") {
+    DevServer server;
+    REQUIRE(server.Start());
+    std::ifstream limits("/proc/" + std::to_string(server.process().pid()) + "/limits");
+    REQUIRE(limits.good());
+    std::string line;
+    std::string core_line;
+    while (std::getline(limits, line)) {
+      if (line.starts_with("Max core file size")) core_line = line;
+    }
+    REQUIRE(!core_line.empty());
+    // "Max core file size        0        0        bytes": the soft and the hard limit.
+    std::istringstream fields(core_line.substr(std::string("Max core file size").size()));
+    std::string soft;
+    std::string hard;
+    fields >> soft >> hard;
+    CHECK(soft == "0");
+    CHECK(hard == "0");
+    // NOTE: PR_SET_DUMPABLE 0 is not checked here: a root test process sees no difference in
+    // /proc, where a non-dumpable process's files belong to root.
+  }
+
   TEST_CASE("restart keeps data and resets root token") {
     DevServer server;
     REQUIRE(server.Start());
