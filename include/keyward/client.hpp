@@ -1671,7 +1671,7 @@ struct WatcherOptions {
 // requests of the watcher's own client at their next retry or received chunk of the reply.
 // A request waiting for a server that sends nothing takes up to one connect_timeout or
 // read_timeout (capped by request_timeout) to end. NOTE: a server that trickles its headers
-// holds a request as long as it keeps sending, because cpp-httplib 0.11.4 has no hook there.
+// keeps a request open as long as it keeps sending, because cpp-httplib 0.11.4 has no hook there.
 // Calls that a callback makes through another client are not interrupted.
 class LifetimeWatcher {
  public:

@@ -86,8 +86,8 @@ TEST_SUITE("e2e/server") {
     fields >> soft >> hard;
     CHECK(soft == "0");
     CHECK(hard == "0");
-    // NOTE: PR_SET_DUMPABLE 0 is not checked here: a root test process sees no difference in
-    // /proc, where a non-dumpable process's files belong to root.
+    // NOTE: PR_SET_DUMPABLE 0 is not checked here. A non-dumpable process's /proc files belong
+    // to root, which a test running as root cannot tell apart.
   }
 
   TEST_CASE("restart keeps data and resets root token") {
