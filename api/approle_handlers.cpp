@@ -4,6 +4,7 @@
 
 #include "api/auth_reply.hpp"
 #include "api/json_fields.hpp"
+#include "base/log.hpp"
 #include "vault/auth/approle.hpp"
 
 namespace kw::api {
@@ -107,11 +108,10 @@ Result<std::map<std::string, std::string>> ReadMetadata(const nlohmann::json& bo
   if (object.is_string()) {
     const std::string& text = object.get_ref<const std::string&>();
     if (text.empty()) return {};
-    try {
-      object = nlohmann::json::parse(text);
-    } catch (const std::exception&) {
-      return type_error;
-    }
+    // Parsed with the request body's depth, size and duplicate-key limits.
+    auto parsed = ParseBody(text);
+    if (!parsed) return type_error;
+    object = std::move(*parsed);
   }
   if (!object.is_object()) return type_error;
   std::map<std::string, std::string> out;
@@ -161,9 +161,17 @@ Result<Reply> HandleLogin(RequestContext& c, AppRole& approle) {
     secret_id = SecretBuffer::CopyFrom(*secret_text);
     WipeString(*secret_text);
   }
-  KW_ASSIGN_OR_RETURN(vault::auth::TokenRequest request,
-                      approle.Login(role_id, secret_id, c.http.remote_address, c.batch));
-  KW_ASSIGN_OR_RETURN(auto created, c.vault->tokens->CreateForLogin(std::move(request), c.batch));
+  auto request = approle.Login(role_id, secret_id, c.http.remote_address, c.batch);
+  // Every invalid_argument from Login is a rejected credential or source address, for an
+  // unknown role_id as for a known one. The router rejects the pair while it is locked out.
+  if (!request && request.error().code() == Code::kInvalidArgument && c.limits &&
+      c.limits->AppRoleFailed(role_id, c.http.remote_address)) {
+    log::Warn("approle login locked out after repeated failures",
+              {{log::kAddress, c.http.remote_address}, {log::kPath, c.path}});
+  }
+  if (!request) return tl::unexpected(request.error());
+  KW_ASSIGN_OR_RETURN(auto created, c.vault->tokens->CreateForLogin(std::move(*request), c.batch));
+  if (c.limits) c.limits->AppRoleSucceeded(role_id, c.http.remote_address);
   return Reply{200, AuthEnvelope(c, created)};
 }
 

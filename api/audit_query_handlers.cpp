@@ -8,6 +8,7 @@
 
 #include "api/audit_handlers.hpp"
 #include "api/json_fields.hpp"
+#include "api/request_path.hpp"
 #include "base/log.hpp"
 #include "vault/audit/audit_record.hpp"
 #include "vault/audit/retention.hpp"
@@ -117,7 +118,8 @@ Status RejectUnknownParameters(const RequestContext& c) {
         names += names.empty() ? "" : ", ";
         names += parameter;
       }
-      return InvalidArgument("unknown query parameter \"" + name + "\"; accepted: " + names);
+      return InvalidArgument("unknown query parameter \"" + Printable(name) + "\"; accepted: " +
+                             names);
     }
   }
   return OkStatus();

@@ -342,6 +342,10 @@ Result<Reply> HandleReset(RequestContext& c, PostgresEngine& engine, std::string
 Result<Reply> HandleDatabase(RequestContext& c) {
   PostgresEngine* engine = c.vault->database.get();
   if (engine == nullptr) return Unavailable("the database secrets engine is not running");
+  // The router also sends the bare mount path "database" here.
+  if (!c.path.starts_with(kPrefix)) {
+    return ErrorReply(404, {"no handler for route \"" + c.path + "\""});
+  }
   std::string_view rest = std::string_view(c.path).substr(kPrefix.size());
   const std::size_t slash = rest.find('/');
   const std::string_view section = rest.substr(0, slash);

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
+#include <set>
+#include <vector>
 
+#include "api/request_path.hpp"
 #include "base/duration.hpp"
 
 namespace kw::api {
@@ -10,6 +14,9 @@ namespace {
 
 struct DepthExceeded {};
 struct TooManyValues {};
+struct DuplicateKey {
+  std::string key;
+};
 
 tl::unexpected<Error> TypeError(std::string_view field, std::string_view expected) {
   return InvalidArgument("invalid type for field \"" + std::string(field) + "\": expected " +
@@ -41,13 +48,22 @@ Result<nlohmann::json> ParseBody(std::string_view text) {
     // The callback receives the depth of every element. Throwing stops the parse early,
     // before a deeply nested body costs memory.
     std::size_t values = 0;
-    body = nlohmann::json::parse(text, [&values](int depth, nlohmann::json::parse_event_t event,
-                                                 nlohmann::json&) {
+    // The keys seen so far in each object being parsed, innermost last. nlohmann::json keeps
+    // the last of duplicate keys, and RFC 8259 leaves the choice to each parser, so a body with
+    // duplicates could mean one thing to a proxy or audit reader and another to the handler.
+    std::vector<std::set<std::string>> object_keys;
+    body = nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t event,
+                                           nlohmann::json& parsed) {
+      using Event = nlohmann::json::parse_event_t;
       if (depth > kMaxJsonDepth) throw DepthExceeded{};
-      if (event == nlohmann::json::parse_event_t::value ||
-          event == nlohmann::json::parse_event_t::object_start ||
-          event == nlohmann::json::parse_event_t::array_start) {
+      if (event == Event::value || event == Event::object_start || event == Event::array_start) {
         if (++values > kMaxJsonValues) throw TooManyValues{};
+      }
+      if (event == Event::object_start) object_keys.emplace_back();
+      if (event == Event::object_end) object_keys.pop_back();
+      if (event == Event::key && !object_keys.empty() &&
+          !object_keys.back().insert(parsed.get<std::string>()).second) {
+        throw DuplicateKey{parsed.get<std::string>()};
       }
       return true;
     });
@@ -57,6 +73,9 @@ Result<nlohmann::json> ParseBody(std::string_view text) {
   } catch (const DepthExceeded&) {
     return InvalidArgument("failed to parse JSON input: nesting deeper than " +
                            std::to_string(kMaxJsonDepth) + " levels");
+  } catch (const DuplicateKey& duplicate) {
+    return InvalidArgument("failed to parse JSON input: duplicate key \"" +
+                           Printable(duplicate.key) + "\"");
   } catch (const nlohmann::json::parse_error& error) {
     return InvalidArgument("failed to parse JSON input: syntax error at byte " +
                            std::to_string(error.byte));
@@ -75,6 +94,12 @@ Result<std::optional<std::int64_t>> OptionalInt(const nlohmann::json& object,
                                                 std::string_view field) {
   const nlohmann::json* value = Find(object, field);
   if (value == nullptr) return std::optional<std::int64_t>();
+  // An unsigned number above the int64 range would wrap to a negative value.
+  if (value->is_number_unsigned() &&
+      value->get<std::uint64_t>() >
+          static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return TypeError(field, "an integer up to 9223372036854775807");
+  }
   if (value->is_number_integer()) return std::optional<std::int64_t>(value->get<std::int64_t>());
   if (value->is_number_float()) {
     const double number = value->get<double>();

@@ -31,6 +31,26 @@ std::vector<Metric> LeaseMetrics(const vault::lease::LeaseStats& stats) {
   };
 }
 
+std::vector<Metric> RateLimitMetrics(const RateLimitStats& stats) {
+  return {
+      {"keyward_rate_limit_address_rejections_total",
+       "Requests refused by the per-address rate limit since start-up.", true,
+       stats.address_rejections},
+      {"keyward_rate_limit_accessor_rejections_total",
+       "Requests refused by the per-accessor rate limit since start-up.", true,
+       stats.accessor_rejections},
+      {"keyward_rate_limit_login_rejections_total",
+       "Logins refused by the per-address login rate limit since start-up.", true,
+       stats.login_rejections},
+      {"keyward_approle_lockouts_total",
+       "AppRole lockouts of a role ID and client address started since start-up.", true,
+       stats.lockouts},
+      {"keyward_approle_lockout_rejections_total",
+       "AppRole logins refused during a lockout since start-up.", true,
+       stats.lockout_rejections},
+  };
+}
+
 std::string JsonName(std::string_view name) {
   std::string dotted(name);
   for (char& c : dotted) {
@@ -84,7 +104,10 @@ Result<Reply> HandleMetrics(RequestContext& c) {
   if (c.operation != "read") return MethodNotAllowed(c);
   if (c.vault->leases == nullptr) return Unavailable("the lease manager is not running");
   KW_ASSIGN_OR_RETURN(auto stats, c.vault->leases->GetStats());
-  const std::vector<Metric> metrics = LeaseMetrics(stats);
+  std::vector<Metric> metrics = LeaseMetrics(stats);
+  if (c.limits) {
+    for (const Metric& metric : RateLimitMetrics(c.limits->Stats())) metrics.push_back(metric);
+  }
 
   const auto format = c.Query("format");
   if (format && *format == "prometheus") {

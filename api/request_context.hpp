@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/http_server.hpp"
+#include "api/rate_limit.hpp"
 #include "base/result.hpp"
 #include "storage/storage.hpp"
 #include "vault/auth/token_store.hpp"
@@ -54,6 +55,8 @@ struct RequestContext {
   // Runs after the request and its audit record are committed, for actions outside storage
   // (sealing) that must not happen unrecorded.
   std::function<void()> after_commit;
+  // The server's rate limits and login lockout; null where a caller runs without them.
+  RateLimits* limits = nullptr;
 
   // Returns the first value of query parameter `name`, as Go's url.Values.Get does.
   std::optional<std::string_view> Query(std::string_view name) const {

@@ -170,6 +170,67 @@ Reply SinkFailureReply(const vault::audit::SinkSet& sinks) {
                           " (the server log has the cause)"});
 }
 
+// Returns the 429 for a request refused by a rate limit or the login lockout. `reason` names
+// the limited key (an address or accessor, never a token).
+HttpResponse TooManyRequests(const std::string& reason, std::chrono::seconds retry_after) {
+  const std::string seconds = std::to_string(retry_after.count());
+  Reply reply = ErrorReply(429, {reason + "; retry in " + seconds + " s"});
+  reply.headers.emplace_back("Retry-After", seconds);
+  return ToHttp(reply);
+}
+
+// Checks the limits keyed by client address: every request, and logins also against their own
+// limit. Each limited key is logged once per run of refusals.
+std::optional<HttpResponse> CheckAddressLimits(RateLimits& limits, const std::string& address,
+                                               bool login) {
+  const RateDecision general = limits.TakeAddress(address);
+  if (!general.allowed) {
+    if (general.first_rejection) {
+      log::Warn("rate limit exceeded", {{"limit", "per_address"}, {log::kAddress, address}});
+    }
+    return TooManyRequests("rate limit exceeded: too many requests from client address " +
+                               address,
+                           general.retry_after);
+  }
+  if (!login) return std::nullopt;
+  const RateDecision logins = limits.TakeLogin(address);
+  if (!logins.allowed) {
+    if (logins.first_rejection) {
+      log::Warn("rate limit exceeded",
+                {{"limit", "login_per_address"}, {log::kAddress, address}});
+    }
+    return TooManyRequests("rate limit exceeded: too many login requests from client address " +
+                               address,
+                           logins.retry_after);
+  }
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> CheckAccessorLimit(RateLimits& limits, const std::string& accessor) {
+  const RateDecision decision = limits.TakeAccessor(accessor);
+  if (decision.allowed) return std::nullopt;
+  if (decision.first_rejection) {
+    log::Warn("rate limit exceeded", {{"limit", "per_accessor"}, {log::kAccessor, accessor}});
+  }
+  return TooManyRequests("rate limit exceeded: too many requests with token accessor " +
+                             accessor,
+                         decision.retry_after);
+}
+
+// Rejects an AppRole login whose role_id is locked out from this address. It reads nothing
+// from storage, so the response is the same whether the role_id exists or not.
+std::optional<HttpResponse> CheckAppRoleLockout(RateLimits& limits, const nlohmann::json& body,
+                                                const std::string& address) {
+  if (!body.is_object()) return std::nullopt;
+  const auto role_id = body.find("role_id");
+  if (role_id == body.end() || !role_id->is_string()) return std::nullopt;
+  const auto locked = limits.AppRoleLockedFor(role_id->get_ref<const std::string&>(), address);
+  if (!locked) return std::nullopt;
+  return TooManyRequests("login locked out: too many failed logins for this role ID from "
+                         "client address " + address,
+                         *locked);
+}
+
 bool IsAuditVerify(const RequestContext& c) {
   return c.path == "sys/audit/verify" && c.operation == "read" && c.identity.root;
 }
@@ -208,6 +269,12 @@ HttpResponse Router::Handle(HttpRequest& request) {
   if (target && IsUnauthenticatedPath(target->path)) {
     return ToHttp(HandleUnauthenticatedSys(core_, request, *target));
   }
+  // The address limits run before any storage or HSM work. No request rejected by a limit
+  // gets an audit record, so that a flood of them costs little and cannot fill the database.
+  const bool login_path = target && IsLoginPath(target->path);
+  if (auto refused = CheckAddressLimits(limits_, request.remote_address, login_path)) {
+    return std::move(*refused);
+  }
   auto vault = core_.Acquire();
   if (!vault) return ToHttp(ErrorReply(503, {"Vault is sealed"}));
   // While a required audit sink is failed, no handler runs; the refusal is still recorded in
@@ -240,9 +307,18 @@ HttpResponse Router::Handle(HttpRequest& request) {
   Result<vault::auth::Identity> identity = vault::auth::Identity{};
   if (!login) identity = c.vault->tokens->Authenticate(token, request.remote_address, nullptr);
   if (identity) c.identity = *identity;
+  if (identity && identity->entry) {
+    if (auto refused = CheckAccessorLimit(limits_, identity->accessor)) return std::move(*refused);
+  }
   Result<nlohmann::json> body = nlohmann::json(nullptr);
   if (identity) body = ParseBody(request.body);
   if (body) c.body = std::move(*body);
+  if (body && c.path == "auth/approle/login" && c.operation == "update") {
+    if (auto refused = CheckAppRoleLockout(limits_, c.body, request.remote_address)) {
+      return std::move(*refused);
+    }
+  }
+  c.limits = &limits_;
   // A token with limited uses pays one use per request, taken in the request's own batch.
   const bool counts_uses = identity && identity->entry && identity->entry->num_uses > 0;
 
@@ -345,6 +421,12 @@ HttpResponse Router::Handle(HttpRequest& request) {
                {{log::kRequestId, c.request_id}, {log::kError, committed.error().message()}});
     if (committed.error().code() == Code::kAborted) {
       return ToHttp(ErrorReply(409, {"too many concurrent writes to this path; retry the request"}));
+    }
+    // A full disk or a read-only database: the message names the cause (storage messages of
+    // this code contain no keys or values) and the server takes writes again once it is fixed.
+    if (committed.error().code() == Code::kUnavailable) {
+      return ToHttp(ErrorReply(503, {"storage unavailable, the request was not recorded: " +
+                                     committed.error().message()}));
     }
     // After a failed commit the storage cannot tell whether the transaction reached the disk.
     return ToHttp(ErrorReply(500, {"internal error: storage failed while recording this request, "

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "api/http_server.hpp"
+#include "api/rate_limit.hpp"
 #include "vault/core.hpp"
 
 namespace kw::api {
@@ -14,7 +15,8 @@ namespace kw::api {
 inline constexpr std::size_t kMaxUnauthenticatedBody = 64 * 1024;
 
 // Turns HTTP requests into vault calls. It validates the target, serves the unauthenticated
-// sys endpoints, authenticates the token and dispatches to the handler of the path. It then
+// sys endpoints, applies the rate limits, authenticates the token and dispatches to the
+// handler of the path. It then
 // commits the handler's writes together with the request's audit record before the response
 // leaves. This fails closed: a request whose record cannot be written gets 500, and its storage
 // writes are not applied. Sealing runs only after its record commits. The exception is sys/rotate: its
@@ -22,7 +24,8 @@ inline constexpr std::size_t kMaxUnauthenticatedBody = 64 * 1024;
 // Thread-safe; the core must outlive the router.
 class Router {
  public:
-  explicit Router(vault::Core& core) : core_(core) {}
+  explicit Router(vault::Core& core, const RateLimitConfig& limits = {})
+      : core_(core), limits_(limits) {}
 
   HttpResponse Handle(HttpRequest& request);
 
@@ -39,6 +42,7 @@ class Router {
   std::mutex& WriteLockFor(std::string_view path);
 
   vault::Core& core_;
+  RateLimits limits_;
   std::array<std::mutex, 256> write_locks_;
 };
 

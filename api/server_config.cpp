@@ -1,5 +1,6 @@
 #include "api/server_config.hpp"
 
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -70,7 +71,8 @@ Status ReadListener(const json& listener, ServerOptions& options) {
       {"address", "tls_cert_file", "tls_key_file", "tls_client_ca_file",
        "tls_request_client_cert", "max_request_size",
        "max_header_size", "max_url_size", "request_timeout", "idle_timeout", "max_connections",
-       "max_connections_per_address", "io_threads", "worker_threads"}));
+       "max_connections_per_address", "io_threads", "worker_threads",
+       "tls_handshake_timeout"}));
   std::string address;
   KW_RETURN_IF_ERROR(ReadString(listener, "address", "listener.", address));
   if (!address.empty()) KW_RETURN_IF_ERROR(ParseListenAddress(address, options));
@@ -100,6 +102,8 @@ Status ReadListener(const json& listener, ServerOptions& options) {
   KW_RETURN_IF_ERROR(ReadSize(listener, "max_url_size", "listener.", options.max_url_bytes));
   KW_RETURN_IF_ERROR(ReadTimeout(listener, "request_timeout", "listener.", options.request_timeout));
   KW_RETURN_IF_ERROR(ReadTimeout(listener, "idle_timeout", "listener.", options.idle_timeout));
+  KW_RETURN_IF_ERROR(ReadTimeout(listener, "tls_handshake_timeout", "listener.",
+                                 options.handshake_timeout));
   KW_RETURN_IF_ERROR(ReadSize(listener, "max_connections", "listener.", options.max_connections));
   KW_RETURN_IF_ERROR(ReadSize(listener, "max_connections_per_address", "listener.",
                               options.max_connections_per_address));
@@ -250,6 +254,69 @@ Status ReadAudit(const json& audit, vault::audit::AuditSettings& settings) {
   return OkStatus();
 }
 
+// Reads {"rate": requests per second, "burst": requests}. A rate of 0 turns the limit off.
+Status ReadBucket(const json& object, const std::string& key, BucketLimit& limit) {
+  if (!object.contains(key)) return OkStatus();
+  const std::string section = "rate_limit." + key + ".";
+  const json& bucket = object[key];
+  if (!bucket.is_object()) {
+    return InvalidArgument("config: \"rate_limit." + key + "\" must be a JSON object");
+  }
+  KW_RETURN_IF_ERROR(RejectUnknownKeys(bucket, section, {"rate", "burst"}));
+  if (bucket.contains("rate")) {
+    const json& rate = bucket["rate"];
+    if (!rate.is_number() || !std::isfinite(rate.get<double>()) || rate.get<double>() < 0 ||
+        rate.get<double>() > 1e9) {
+      return InvalidArgument("config: \"" + section + "rate\" must be a number of requests per "
+                             "second from 0 (off) to 1e9");
+    }
+    limit.rate = rate.get<double>();
+  }
+  std::int64_t burst = 0;
+  KW_RETURN_IF_ERROR(ReadSize(bucket, "burst", section, burst));
+  if (burst > 1'000'000'000) {
+    return InvalidArgument("config: \"" + section + "burst\" must be at most 1000000000");
+  }
+  if (burst > 0) limit.burst = static_cast<std::uint32_t>(burst);
+  return OkStatus();
+}
+
+Status ReadLockout(const json& lockout, LockoutConfig& config) {
+  KW_RETURN_IF_ERROR(RejectUnknownKeys(lockout, "rate_limit.approle_lockout.",
+                                       {"lockout_threshold", "lockout_duration",
+                                        "lockout_counter_reset", "disable_lockout"}));
+  KW_RETURN_IF_ERROR(ReadSize(lockout, "lockout_threshold", "rate_limit.approle_lockout.",
+                              config.threshold));
+  KW_RETURN_IF_ERROR(ReadSeconds(lockout, "lockout_duration", "rate_limit.approle_lockout.",
+                                 /*allow_zero=*/false, config.duration));
+  KW_RETURN_IF_ERROR(ReadSeconds(lockout, "lockout_counter_reset", "rate_limit.approle_lockout.",
+                                 /*allow_zero=*/false, config.counter_reset));
+  auto disable = OptionalBool(lockout, "disable_lockout");
+  if (!disable) {
+    return InvalidArgument(
+        "config: \"rate_limit.approle_lockout.disable_lockout\" must be a boolean");
+  }
+  if (disable->value_or(false)) config.threshold = 0;
+  return OkStatus();
+}
+
+Status ReadRateLimit(const json& section, RateLimitConfig& config) {
+  KW_RETURN_IF_ERROR(RejectUnknownKeys(section, "rate_limit.",
+                                       {"per_address", "per_accessor", "login_per_address",
+                                        "approle_lockout", "max_tracked_keys"}));
+  KW_RETURN_IF_ERROR(ReadBucket(section, "per_address", config.per_address));
+  KW_RETURN_IF_ERROR(ReadBucket(section, "per_accessor", config.per_accessor));
+  KW_RETURN_IF_ERROR(ReadBucket(section, "login_per_address", config.login_per_address));
+  KW_RETURN_IF_ERROR(
+      ReadSize(section, "max_tracked_keys", "rate_limit.", config.max_tracked_keys));
+  if (!section.contains("approle_lockout")) return OkStatus();
+  if (!section["approle_lockout"].is_object()) {
+    return InvalidArgument("config: \"rate_limit.approle_lockout\" must be a JSON object");
+  }
+  KW_RETURN_IF_ERROR(ReadLockout(section["approle_lockout"], config.approle_lockout));
+  return OkStatus();
+}
+
 }  // namespace
 
 Status ParseListenAddress(std::string_view address, ServerOptions& options) {
@@ -279,7 +346,8 @@ Result<ServerConfig> ParseServerConfig(std::string_view text) {
   }
   if (!root.is_object()) return InvalidArgument("config: the top level must be a JSON object");
   KW_RETURN_IF_ERROR(
-      RejectUnknownKeys(root, "", {"listener", "storage", "hsm", "audit", "log_level"}));
+      RejectUnknownKeys(root, "", {"listener", "storage", "hsm", "audit", "log_level", "rate_limit",
+                                   "disable_mlock"}));
 
   ServerConfig config;
   config.core.token.module_path = "/usr/lib/softhsm/libsofthsm2.so";
@@ -300,11 +368,17 @@ Result<ServerConfig> ParseServerConfig(std::string_view text) {
   KW_ASSIGN_OR_RETURN(const json* audit, Section(root, "audit"));
   if (audit) KW_RETURN_IF_ERROR(ReadAudit(*audit, config.core.audit));
 
+  KW_ASSIGN_OR_RETURN(const json* rate_limit, Section(root, "rate_limit"));
+  if (rate_limit) KW_RETURN_IF_ERROR(ReadRateLimit(*rate_limit, config.rate_limit));
+
   KW_RETURN_IF_ERROR(ReadString(root, "log_level", "", config.log_level));
   if (config.log_level != "debug" && config.log_level != "info" && config.log_level != "warn" &&
       config.log_level != "error") {
     return InvalidArgument("config: \"log_level\" must be debug, info, warn or error");
   }
+  auto disable_mlock = OptionalBool(root, "disable_mlock");
+  if (!disable_mlock) return InvalidArgument("config: \"disable_mlock\" must be a boolean");
+  config.disable_mlock = disable_mlock->value_or(false);
   return config;
 }
 

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "api/http_server.hpp"
+#include "api/rate_limit.hpp"
 #include "base/result.hpp"
 #include "vault/core.hpp"
 
@@ -15,6 +16,9 @@ struct ServerConfig {
   std::string storage_path;
   vault::CoreConfig core;
   std::string log_level = "info";
+  RateLimitConfig rate_limit;
+  // Skips mlockall at start; for hosts without swap or with encrypted swap.
+  bool disable_mlock = false;
 };
 
 // Parses the JSON config file at `path`. invalid_argument naming the key for an unknown key,

@@ -1,6 +1,7 @@
 #include "api/server_main.hpp"
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -251,7 +252,7 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
     }
   }
 
-  Router router(core);
+  Router router(core, config.rate_limit);
   ServerOptions listener = config.listener;
   listener.head_check = [&router](const HttpRequest& head) { return router.CheckHead(head); };
   auto server = HttpServer::Start(listener,
@@ -286,6 +287,101 @@ int Serve(const ServerConfig& config, const ServerFlags& flags) {
   core.Seal();
   log::Info("server stopped");
   return waited ? 0 : 1;
+}
+
+// Returns the mode bits of `mode` as four octal digits, such as "0644".
+std::string OctalMode(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof(text), "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+// Rejects a file or directory that other users can read or write, or that its group can
+// write, because it contains a PIN, a key or the encrypted records. A group that can read it
+// gets a warning only, for setups that share a group with a backup agent. A missing path
+// passes here, so that the code that opens it reports it.
+Status CheckPrivatePath(const std::filesystem::path& path, std::string_view what) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return OkStatus();
+  const bool directory = S_ISDIR(info.st_mode);
+  const std::string fix = std::string(directory ? "chmod 700 " : "chmod 600 ") + path.string();
+  const std::string mode = OctalMode(info.st_mode);
+  if ((info.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+    return PermissionDenied(std::string(what) + " " + path.string() + " is " +
+                            ((info.st_mode & S_IWOTH) != 0 ? "writable" : "readable") +
+                            " by other users (mode " + mode + "): run " + fix);
+  }
+  if ((info.st_mode & S_IWGRP) != 0) {
+    return PermissionDenied(std::string(what) + " " + path.string() +
+                            " is writable by its group (mode " + mode + "): run " + fix);
+  }
+  if ((info.st_mode & S_IRGRP) != 0) {
+    log::Warn("readable by its group; run " + fix + " unless the group is meant to read it",
+              {{log::kPath, path.string()}, {"mode", mode}});
+  }
+  return OkStatus();
+}
+
+// Checks the HSM PIN file, the directory of the database, the database and its WAL and
+// shared-memory files. The config file is checked before it is read.
+Status CheckDataPermissions(const ServerConfig& config) {
+  namespace fs = std::filesystem;
+  if (!config.core.pin_source.pin_file.empty()) {
+    KW_RETURN_IF_ERROR(CheckPrivatePath(config.core.pin_source.pin_file, "the HSM PIN file"));
+  }
+  const fs::path database = fs::absolute(config.storage_path);
+  KW_RETURN_IF_ERROR(CheckPrivatePath(database.parent_path(), "the data directory"));
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    KW_RETURN_IF_ERROR(
+        CheckPrivatePath(database.string() + suffix, "the database file"));
+  }
+  return OkStatus();
+}
+
+// Builds where sanitizers reserve terabytes of shadow memory cannot lock all of it.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitizerBuild = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+constexpr bool kSanitizerBuild = true;
+#else
+constexpr bool kSanitizerBuild = false;
+#endif
+#else
+constexpr bool kSanitizerBuild = false;
+#endif
+
+// Locks every page of the process, now and later, so that no secret copy (request bodies,
+// parser buffers, OpenSSL state) goes to swap. MCL_ONFAULT locks pages as they are touched
+// instead of populating every mapping, so reserved but unused thread stacks cost no memory.
+// Without CAP_IPC_LOCK the whole address space must fit in RLIMIT_MEMLOCK.
+Status LockMemory(bool disabled_by_config) {
+  if (disabled_by_config) {
+    log::Info("memory locking is off (disable_mlock is true)");
+    return OkStatus();
+  }
+  if (kSanitizerBuild) {
+    log::Warn("memory locking skipped: sanitizer builds reserve more address space than can be "
+              "locked");
+    return OkStatus();
+  }
+  if (::mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0) {
+    log::Info("memory locked (mlockall)");
+    return OkStatus();
+  }
+  const int error = errno;
+  rlimit limit{};
+  std::string limit_text = "unknown";
+  if (::getrlimit(RLIMIT_MEMLOCK, &limit) == 0) {
+    limit_text = limit.rlim_cur == RLIM_INFINITY ? "unlimited"
+                                                 : std::to_string(limit.rlim_cur / 1024) + " KiB";
+  }
+  return Unavailable(std::string("cannot lock memory (mlockall: ") + std::strerror(error) +
+                     "; RLIMIT_MEMLOCK is " + limit_text +
+                     "): give the server CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK "
+                     "(systemd: LimitMEMLOCK=infinity), or set \"disable_mlock\": true in the "
+                     "config if swap is off or encrypted");
 }
 
 // Keeps secrets in this process's memory out of core files and away from debuggers of the same
@@ -336,13 +432,31 @@ int RunServer(const std::vector<std::string>& args) {
   // The database, its WAL and the dev data files are for this user alone.
   ::umask(077);
 
-  Result<ServerConfig> config = flags->dev ? PrepareDev(*flags) : LoadServerConfig(flags->config_path);
-  if (!config) {
-    log::Error("cannot start", {{log::kError, config.error().message()}});
-    std::cerr << "error: " << config.error().message() << "\n";
+  const auto report_start_failure = [](const Status& status) {
+    log::Error("cannot start", {{log::kError, status.error().message()}});
+    std::cerr << "error: " << status.error().message() << "\n";
     return 1;
+  };
+  // The config file may hold the HSM PIN: check it before reading it.
+  if (!flags->dev) {
+    if (Status checked = CheckPrivatePath(flags->config_path, "the config file"); !checked) {
+      return report_start_failure(checked);
+    }
   }
+  Result<ServerConfig> config = flags->dev ? PrepareDev(*flags) : LoadServerConfig(flags->config_path);
+  if (!config) return report_start_failure(tl::unexpected(config.error()));
   ApplyLogLevel(config->log_level);
+  if (Status checked = CheckDataPermissions(*config); !checked) {
+    return report_start_failure(checked);
+  }
+
+  // Before the PIN is read. Dev mode goes on without the lock. A configured server does not,
+  // unless its config sets disable_mlock because swap needs no protection.
+  if (Status locked = LockMemory(config->disable_mlock); !locked) {
+    if (!flags->dev) return report_start_failure(locked);
+    log::Warn("memory not locked; secrets may reach swap",
+              {{log::kError, locked.error().message()}});
+  }
   return Serve(*config, *flags);
 }
 

@@ -24,11 +24,17 @@ std::optional<std::string_view> QueryValue(const ParsedTarget& target, std::stri
 
 // Returns the status code from query parameter `name` (Vault's sealedcode, uninitcode, ...),
 // or `fallback` when absent or not a valid HTTP status.
-int StatusParameter(const ParsedTarget& target, std::string_view name, int fallback) {
+// Reads a status code query parameter. As in Vault, a value that is not a number is rejected
+// with 400 rather than ignored. A number outside 100-599 is rejected too, because no HTTP
+// client could read such a status.
+Result<int> StatusParameter(const ParsedTarget& target, std::string_view name, int fallback) {
   const auto text = QueryValue(target, name);
   if (!text) return fallback;
   const auto code = ParseNonNegative(*text);
-  if (!code || *code < 100 || *code > 599) return fallback;
+  if (!code || *code < 100 || *code > 599) {
+    return InvalidArgument("invalid query parameter \"" + std::string(name) +
+                           "\": expected an HTTP status code from 100 to 599");
+  }
   return static_cast<int>(*code);
 }
 
@@ -78,11 +84,19 @@ Reply Health(vault::Core& core, const HttpRequest& http, const ParsedTarget& tar
   const bool sealed = core.sealed();
   bool audit_failed = false;
   nlohmann::json audit_sinks = AuditSinkHealth(core, audit_failed);
-  int status = StatusParameter(target, "activecode", 200);
+  // Every code parameter is checked, not only the one that applies now, so that a wrong
+  // value shows at once rather than when the server is next sealed.
+  const Result<int> active = StatusParameter(target, "activecode", 200);
+  const Result<int> uninit = StatusParameter(target, "uninitcode", 501);
+  const Result<int> sealed_code = StatusParameter(target, "sealedcode", 503);
+  for (const Result<int>* code : {&active, &uninit, &sealed_code}) {
+    if (!*code) return ReplyForError(code->error());
+  }
+  int status = *active;
   if (!initialized) {
-    status = StatusParameter(target, "uninitcode", 501);
+    status = *uninit;
   } else if (sealed) {
-    status = StatusParameter(target, "sealedcode", 503);
+    status = *sealed_code;
   } else if (audit_failed) {
     status = 503;  // requests are refused until the sink recovers
   }

@@ -17,6 +17,8 @@ std::string ToHex(ByteSpan bytes) {
 
 std::optional<Bytes> FromHex(std::string_view hex) {
   if (hex.size() % 2 != 0) return std::nullopt;
+  // sodium_hex2bin declares its output nonnull, and an empty vector's data() is null.
+  if (hex.empty()) return Bytes{};
   Bytes out(hex.size() / 2);
   std::size_t written = 0;
   const char* end = nullptr;

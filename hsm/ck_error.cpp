@@ -21,10 +21,11 @@ Code RvCode(CK_RV rv) {
     case CKR_SESSION_HANDLE_INVALID:
     case CKR_SESSION_COUNT:
     case CKR_FUNCTION_CANCELED:
-      return Code::kUnavailable;
+    // Memory the module or device ran out of is the server's problem, not a client's rate: a
+    // 503, not the 429 that resource_exhausted becomes.
     case CKR_HOST_MEMORY:
     case CKR_DEVICE_MEMORY:
-      return Code::kResourceExhausted;
+      return Code::kUnavailable;
     case CKR_OBJECT_HANDLE_INVALID:
     case CKR_KEY_HANDLE_INVALID:
     case CKR_KEY_TYPE_INCONSISTENT:

@@ -30,8 +30,13 @@ CK_FUNCTION_LIST* SessionLease::functions() const { return pool_->functions(); }
 Status SessionLease::Check(std::string_view call, CK_RV rv) {
   if (rv == CKR_OK) return OkStatus();
   if (IsSessionLost(rv)) lost_ = true;
-  // The operation stays active after CKR_BUFFER_TOO_SMALL.
-  if (rv == CKR_BUFFER_TOO_SMALL) discard_ = true;
+  // The operation stays active after CKR_BUFFER_TOO_SMALL. After a device or general error the
+  // session's state is unknown: a module may keep the failed operation active, which would
+  // fail every later call on this session with CKR_OPERATION_ACTIVE. Such sessions are closed.
+  if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_OPERATION_ACTIVE || rv == CKR_DEVICE_ERROR ||
+      rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED || rv == CKR_DEVICE_MEMORY) {
+    discard_ = true;
+  }
   return tl::unexpected(RvError(call, rv));
 }
 

@@ -15,6 +15,10 @@ packages=(
   libpq-dev curl procps
   postgresql
   libyaml-cpp-dev python3-hvac
+  # The sanitized builds of scripts/test.sh and the fuzz targets: clang 14, its sanitizer and
+  # libFuzzer runtimes (libclang_rt.*, only recommended by clang), and llvm-symbolizer-14 for
+  # readable stack traces in the reports.
+  clang libclang-rt-14-dev llvm-14
 )
 
 missing=()

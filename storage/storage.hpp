@@ -57,6 +57,11 @@ class WriteBatch {
   // chain records in the order they become durable.
   std::function<Status(Transaction&)> finalizer;
 
+  // Runs on the writer thread when the finalizer succeeded but its transaction then failed to
+  // commit, so that the finalizer's owner can undo what it changed in memory. Batches of one
+  // transaction are undone in the reverse of their commit order.
+  std::function<void()> on_rollback;
+
  private:
   std::vector<Op> ops_;
 };

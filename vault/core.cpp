@@ -22,10 +22,19 @@ constexpr std::string_view kInitKey = "sys/init";
 constexpr std::string_view kCheckpointKeyRecord = "sys/audit/checkpoint-key";
 
 Result<SecretBuffer> ReadPinFile(const std::string& path) {
+  // The server checks the file at start too; this check covers a mode changed since then,
+  // before an unseal reads the file again.
   struct stat info {};
-  if (::stat(path.c_str(), &info) == 0 && (info.st_mode & 0077) != 0) {
-    log::Warn("the HSM PIN file is readable by group or others; chmod 600 it",
-              {{log::kPath, path}});
+  if (::stat(path.c_str(), &info) == 0) {
+    if ((info.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) != 0) {
+      return PermissionDenied("the HSM PIN file " + path +
+                              " is readable or writable by other users, or writable by its "
+                              "group: run chmod 600 " + path);
+    }
+    if ((info.st_mode & S_IRGRP) != 0) {
+      log::Warn("the HSM PIN file is readable by its group; run chmod 600 on it",
+                {{log::kPath, path}});
+    }
   }
   std::ifstream file(path, std::ios::binary);
   if (!file) return InvalidArgument("cannot read the HSM PIN file " + path);

@@ -1,6 +1,11 @@
 #include "api/http_server.hpp"
 
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -37,6 +42,9 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
 // How long Stop waits for closed connections to finish their handlers before stopping the
 // io_context, which destroys whatever is still pending.
 constexpr auto kCloseWait = std::chrono::milliseconds(500);
+// File descriptors kept free beside max_connections for the listener itself, storage, the HSM
+// module, audit sinks and logs. An estimate with room to spare, not a measured count.
+constexpr rlim_t kReservedDescriptors = 256;
 
 // Returns the text form of `address`, with IPv4-mapped IPv6 addresses in IPv4 form, so that a
 // client counts against one per-address limit whichever way it connected.
@@ -70,6 +78,37 @@ Status ValidateOptions(const ServerOptions& options, const RequestHandler& handl
                            std::to_string(options.listen_backlog));
   }
   return OkStatus();
+}
+
+// Raises the soft RLIMIT_NOFILE, up to the hard limit, so that max_connections connections
+// fit beside kReservedDescriptors, and warns when they still do not. Once descriptors run
+// out, accept fails with EMFILE and leaves every new client waiting in the backlog, so a
+// single address could lock everyone out before any connection limit rejects it.
+void FitOpenFileLimit(std::size_t max_connections) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t needed = static_cast<rlim_t>(max_connections) + kReservedDescriptors;
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= needed) return;
+
+  const rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? needed : std::min(needed, limit.rlim_max);
+  if (limit.rlim_cur > before) {
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      log::Info("http listener: raised the open-file limit to fit max_connections",
+                {{"from", before}, {"to", limit.rlim_cur}});
+    } else {
+      log::Warn("http listener: raising the open-file limit failed",
+                {{log::kError, std::strerror(errno)}});
+      limit.rlim_cur = before;
+    }
+  }
+  if (limit.rlim_cur < needed) {
+    log::Warn("http listener: max_connections does not fit the open-file limit. Lower it or "
+              "raise the hard limit (ulimit -Hn, LimitNOFILE in systemd)",
+              {{"max_connections", max_connections},
+               {"open_file_limit", limit.rlim_cur},
+               {"reserved_descriptors", kReservedDescriptors}});
+  }
 }
 
 Result<tcp::endpoint> ResolveListenEndpoint(net::io_context& io_context,
@@ -274,6 +313,7 @@ class BeastHttpServer final : public HttpServer {
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ServerOptions& options,
                                                       RequestHandler handler) {
   KW_RETURN_IF_ERROR(ValidateOptions(options, handler));
+  FitOpenFileLimit(options.max_connections);
 
   std::unique_ptr<net::ssl::context> tls_context;
   if (!options.tls_cert_file.empty()) {

@@ -42,6 +42,11 @@ bool IsIoFailure(int rc) {
   }
 }
 
+bool IsDamage(int rc) {
+  const int primary = rc & 0xff;
+  return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
+}
+
 Result<Connection> Connection::Open(const std::string& path, Mode mode,
                                     std::chrono::milliseconds busy_timeout) {
   // NOMUTEX: each connection is used by one thread at a time, which the callers guarantee.

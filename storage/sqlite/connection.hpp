@@ -18,9 +18,13 @@ namespace kw::storage::sqlite::detail {
 // Returns the kw::Code for an SQLite result code (primary or extended).
 Code CodeForSqliteResult(int rc);
 
-// True for results that leave the open write transaction's fate or the disk in doubt (full
-// disk, I/O error, corruption, out of memory). The writer stops accepting writes after one.
+// True for results after which SQLite may have rolled back the open write transaction on its own
+// (full disk, I/O error, corruption, out of memory): the writer then ends the whole transaction.
 bool IsIoFailure(int rc);
+
+// True for results that report a damaged database file (SQLITE_CORRUPT, SQLITE_NOTADB). The
+// writer stops accepting writes after one, so that nothing more is written onto a damaged file.
+bool IsDamage(int rc);
 
 // One database connection. Not thread-safe: one thread uses it at a time. Move-only.
 class Connection {

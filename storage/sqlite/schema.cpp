@@ -1,7 +1,12 @@
 #include "storage/sqlite/schema.hpp"
 
 #include <sqlite3.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <string_view>
 
 #include "storage/sqlite/kv_reader.hpp"
@@ -17,6 +22,23 @@ Error ExplainOpenError(const Connection& connection, const Error& error,
   if ((sqlite3_errcode(connection.handle()) & 0xff) == SQLITE_NOTADB) {
     return Error(Code::kFailedPrecondition,
                  "storage: " + path + " is not an SQLite database; check the storage path");
+  }
+  // SQLite opens a file it cannot write read-only and then fails with "unable to open database
+  // file", because WAL mode needs to write. access() shows the cause, for root too (EROFS).
+  const std::string directory = std::filesystem::path(path).parent_path().string();
+  // A full file system fails the WAL index with "disk I/O error".
+  struct statvfs space {};
+  if (::statvfs(directory.empty() ? "." : directory.c_str(), &space) == 0 && space.f_bavail == 0) {
+    return Error(Code::kUnavailable, "storage: the file system of " + path +
+                                         " is full: " + error.message() +
+                                         "; free disk space and start the server again");
+  }
+  for (const std::string& checked : {path, directory.empty() ? std::string(".") : directory}) {
+    if (::access(checked.c_str(), W_OK) != 0 && (errno == EROFS || errno == EACCES)) {
+      return Error(Code::kUnavailable, "storage: " + checked + " is read-only (" +
+                                           std::strerror(errno) + "): " + error.message() +
+                                           "; make it writable and start the server again");
+    }
   }
   return error;
 }

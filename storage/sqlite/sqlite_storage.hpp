@@ -36,7 +36,7 @@ struct CommitStats {
   std::uint64_t largest_group = 0;      // most batches taken into one committed transaction
   std::uint64_t queued = 0;             // batches waiting for the writer right now
   bool stopping = false;                // the storage is being destroyed and drains its queue
-  bool writes_disabled = false;         // a commit failed with unknown durability
+  bool writes_disabled = false;         // a commit found the database file damaged
 };
 
 // The SQLite storage with its writer counters. Thread-safe.

@@ -13,7 +13,8 @@ namespace kw::storage::sqlite::detail {
 namespace {
 
 constexpr const char* kWritesDisabled =
-    "storage: writes disabled after a failed commit; restart the server";
+    "storage: writes disabled because the database file is damaged; restore it from a backup "
+    "and restart the server";
 
 int CallCommitHook(void* hook) {
   return (*static_cast<std::function<bool()>*>(hook))() ? 1 : 0;
@@ -166,16 +167,20 @@ void Writer::Run() {
 
 Writer::GroupOutcome Writer::ApplyGroup(const std::vector<Pending*>& group) {
   fatal_error_.reset();
+  fatal_result_ = SQLITE_OK;
   const Status begin = Exec("BEGIN IMMEDIATE", "begin transaction");
   if (!begin) {
-    // A busy database leaves nothing in doubt; an I/O failure does.
-    return FailGroup(group.size(), begin.error(), IsIoFailure(connection_->last_result()));
+    return FailGroup(group.size(), begin.error(), IsDamage(connection_->last_result()));
   }
 
   GroupOutcome outcome;
   outcome.results.reserve(group.size());
+  // The batches whose finalizer ran and succeeded, in commit order.
+  std::vector<const WriteBatch*> finalized;
   for (Pending* pending : group) {
-    outcome.results.push_back(ApplyInSavepoint(pending->batch));
+    bool finalizer_succeeded = false;
+    outcome.results.push_back(ApplyInSavepoint(pending->batch, finalizer_succeeded));
+    if (finalizer_succeeded) finalized.push_back(&pending->batch);
     if (fatal_error_) break;
   }
 
@@ -185,33 +190,46 @@ Writer::GroupOutcome Writer::ApplyGroup(const std::vector<Pending*>& group) {
       outcome.committed = true;
       return outcome;
     }
-    // NOTE: a failed COMMIT may or may not have reached the disk, so the whole group is
-    // reported unavailable and writes stay disabled, even for a failure known to roll back.
     fatal_error_ = commit.error();
+    fatal_result_ = connection_->last_result();
   }
 
   if (!connection_->InAutocommit()) (void)connection_->Exec("ROLLBACK", "roll back");
-  return FailGroup(group.size(), *fatal_error_, true);
+  for (auto batch = finalized.rbegin(); batch != finalized.rend(); ++batch) {
+    if ((*batch)->on_rollback) (*batch)->on_rollback();
+  }
+  // In WAL mode a failed COMMIT has not updated the WAL index, so this process never reads
+  // its frames and the next commit overwrites them (SQLite's wal.c, sqlite3WalFrames). Writes
+  // therefore go on once the cause (a full disk, a read-only file) is gone. NOTE: a crash
+  // before the next commit may still let recovery find a complete transaction that was
+  // reported failed, which is why the failure is reported as unavailable, not as rolled back.
+  return FailGroup(group.size(), *fatal_error_, IsDamage(fatal_result_));
 }
 
 Writer::GroupOutcome Writer::FailGroup(std::size_t size, const Error& cause,
                                        bool disable_writes) {
   if (disable_writes) {
-    log::Error("storage writes disabled after a failed transaction",
+    log::Error("storage writes disabled: the database file is damaged",
+               {{log::kError, cause.message()}, {"batches", size}});
+  } else if (cause.message() != kWritesDisabled) {
+    log::Error("storage transaction failed; its writes were rejected",
                {{log::kError, cause.message()}, {"batches", size}});
   }
   GroupOutcome outcome;
   outcome.disable_writes = disable_writes;
-  const std::string message = disable_writes && cause.message() != kWritesDisabled
-                                  ? cause.message() + "; writes disabled, restart the server"
-                                  : cause.message();
+  std::string message = cause.message();
+  if (disable_writes && cause.message() != kWritesDisabled) {
+    message += "; writes disabled, restore the database from a backup and restart the server";
+  } else if (!disable_writes) {
+    message += "; free disk space or make the database writable, then retry";
+  }
   outcome.results.assign(size, tl::unexpected(Error(Code::kUnavailable, message)));
   return outcome;
 }
 
-Status Writer::ApplyInSavepoint(const WriteBatch& batch) {
+Status Writer::ApplyInSavepoint(const WriteBatch& batch, bool& finalizer_succeeded) {
   KW_RETURN_IF_ERROR(ExecSavepointCommand("SAVEPOINT batch", "open savepoint"));
-  const Status applied = ApplyBatch(batch);
+  const Status applied = ApplyBatch(batch, finalizer_succeeded);
   if (fatal_error_) return applied;
   if (applied) return ExecSavepointCommand("RELEASE batch", "release savepoint");
 
@@ -222,7 +240,7 @@ Status Writer::ApplyInSavepoint(const WriteBatch& batch) {
   return applied;
 }
 
-Status Writer::ApplyBatch(const WriteBatch& batch) {
+Status Writer::ApplyBatch(const WriteBatch& batch, bool& finalizer_succeeded) {
   using Kind = WriteBatch::Op::Kind;
   for (const WriteBatch::Op& op : batch.ops()) {
     if (op.kind != Kind::kExpect) continue;
@@ -244,7 +262,9 @@ Status Writer::ApplyBatch(const WriteBatch& batch) {
   if (!batch.finalizer) return OkStatus();
   WriterTransaction transaction(*this);
   try {
-    return batch.finalizer(transaction);
+    Status finalized = batch.finalizer(transaction);
+    finalizer_succeeded = finalized.has_value();
+    return finalized;
   } catch (const std::exception&) {
     // The exception text is not copied: it might quote data the finalizer handled.
     return Internal("storage: commit: the batch finalizer threw an exception");
@@ -261,7 +281,10 @@ Status Writer::Exec(const char* sql, std::string_view action) {
 // writes in the transaction, so any failure here ends the whole group.
 Status Writer::ExecSavepointCommand(const char* sql, std::string_view action) {
   const Status status = Exec(sql, action);
-  if (!status && !fatal_error_) fatal_error_ = status.error();
+  if (!status && !fatal_error_) {
+    fatal_error_ = status.error();
+    fatal_result_ = connection_->last_result();
+  }
   return status;
 }
 
@@ -301,7 +324,10 @@ Status Writer::DeleteKey(std::string_view key) {
 // documentation). A transaction in doubt ends the whole group.
 void Writer::NoteFailure(int rc, const Error& error) {
   if (fatal_error_) return;
-  if (IsIoFailure(rc) || connection_->InAutocommit()) fatal_error_ = error;
+  if (IsIoFailure(rc) || connection_->InAutocommit()) {
+    fatal_error_ = error;
+    fatal_result_ = rc;
+  }
 }
 
 }  // namespace kw::storage::sqlite::detail

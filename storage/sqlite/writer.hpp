@@ -58,7 +58,7 @@ class Writer {
   struct GroupOutcome {
     std::vector<Status> results;   // one per batch, in queue order
     bool committed = false;
-    bool disable_writes = false;   // durability unknown: reject writes from now on
+    bool disable_writes = false;   // the database file is damaged: reject writes from now on
   };
 
   Writer(Connection connection, const SqliteOptions& options);
@@ -66,8 +66,9 @@ class Writer {
 
   void Run();
   GroupOutcome ApplyGroup(const std::vector<Pending*>& group);
-  Status ApplyInSavepoint(const WriteBatch& batch);
-  Status ApplyBatch(const WriteBatch& batch);
+  // `finalizer_succeeded` is set when the batch's finalizer ran and returned success.
+  Status ApplyInSavepoint(const WriteBatch& batch, bool& finalizer_succeeded);
+  Status ApplyBatch(const WriteBatch& batch, bool& finalizer_succeeded);
   GroupOutcome FailGroup(std::size_t size, const Error& cause, bool disable_writes);
 
   // Statement wrappers that record a failure which ends the transaction in fatal_error_.
@@ -85,6 +86,7 @@ class Writer {
   std::optional<Statement> delete_;
   // Set when a statement failed in a way that ends the whole transaction.
   std::optional<Error> fatal_error_;
+  int fatal_result_ = 0;  // the SQLite result code behind fatal_error_
   std::function<bool()> fail_commit_for_testing_;
   const std::size_t max_batches_per_commit_;
 

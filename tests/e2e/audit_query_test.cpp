@@ -93,10 +93,8 @@ bool ChainContains(const json& record, const std::string& accessor) {
   return false;
 }
 
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  file << text;
-}
+// The server rejects a config or PIN file that other users can read.
+void WriteText(const fs::path& path, const std::string& text) { WriteTextFile(path, text, 0600); }
 
 // A SoftHSM token and a -config file for it; the server starts uninitialised and Init makes
 // it usable.

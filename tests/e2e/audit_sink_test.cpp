@@ -32,10 +32,8 @@ using std::chrono::steady_clock;
 constexpr std::string_view kSoftHsmModule = "/usr/lib/softhsm/libsofthsm2.so";
 constexpr auto kRefusalLimit = std::chrono::seconds(1);
 
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  file << text;
-}
+// The server rejects a config or PIN file that other users can read.
+void WriteText(const fs::path& path, const std::string& text) { WriteTextFile(path, text, 0600); }
 
 std::string ReadText(const fs::path& path) {
   std::ifstream file(path, std::ios::binary);

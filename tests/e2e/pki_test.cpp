@@ -790,7 +790,11 @@ TEST_SUITE("e2e/pki") {
     };
     const std::string issue_path = "/v1/pki/issue/" + std::string(kRole);
     const std::string jwt_path = "/v1/pki/jwt/issue/" + std::string(kRole);
-    for (const auto& [spiffe_id, rule] : kInvalid) {
+    for (const auto& entry : kInvalid) {
+      // Plain references, not a structured binding, because clang 14 cannot capture a binding
+      // in the lambda that CAPTURE expands to.
+      const auto& spiffe_id = entry.first;
+      const auto& rule = entry.second;
       CAPTURE(spiffe_id);
       CAPTURE(rule);
       for (const std::string& path : {issue_path, jwt_path}) {

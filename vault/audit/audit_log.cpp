@@ -164,8 +164,17 @@ class AuditLogImpl final : public AuditLog {
 
  private:
   Result<nlohmann::json> BuildRecord(const AuditEntry& entry);
+  // The in-memory head before one append, kept until the append's transaction commits.
+  struct HeadState {
+    Head head;
+    std::optional<std::string> stored;
+    merkle::CompactRange range;
+  };
+
   Status AppendRecord(storage::Transaction& transaction, nlohmann::json& record,
-                      AppendedRecord& appended);
+                      AppendedRecord& appended, std::optional<HeadState>& before);
+  // Puts the in-memory head back to `before` after the append's transaction failed to commit.
+  void UndoAppend(std::optional<HeadState>& before, AppendedRecord& appended);
 
   storage::Storage& storage_;
   hsm::Token& token_;
@@ -228,10 +237,16 @@ Status AuditLogImpl::Attach(const AuditEntry& entry, storage::WriteBatch& batch,
   // the shared_ptr that the std::function (which must be copyable) holds.
   auto shared_record = std::make_shared<nlohmann::json>(std::move(*record));
   appended = std::make_shared<AppendedRecord>();
+  auto before = std::make_shared<std::optional<HeadState>>();
   std::function<Status(storage::Transaction&)> append =
-      [this, shared_record, appended](storage::Transaction& transaction) {
-        return AppendRecord(transaction, *shared_record, *appended);
+      [this, shared_record, appended, before](storage::Transaction& transaction) {
+        return AppendRecord(transaction, *shared_record, *appended, *before);
       };
+  // The audit append ran last, so it is undone first.
+  batch.on_rollback = [this, appended, before, caller_undo = std::move(batch.on_rollback)] {
+    UndoAppend(*before, *appended);
+    if (caller_undo) caller_undo();
+  };
   if (!batch.finalizer) {
     batch.finalizer = std::move(append);
     return OkStatus();
@@ -246,11 +261,10 @@ Status AuditLogImpl::Attach(const AuditEntry& entry, storage::WriteBatch& batch,
 
 // Runs on the writer thread inside the batch's savepoint. The in-memory head advances only
 // after both Puts succeeded, so a failure here, which rolls the batch back, leaves it as it
-// was. NOTE: if the whole transaction then fails to commit, the in-memory head is ahead of
-// the disk. The storage then rejects every later write until it is reopened. Should another
-// write get through, the comparison with the stored head below fails closed.
+// was. Should the whole transaction then fail to commit, the storage calls UndoAppend, which
+// restores the head saved in `before`.
 Status AuditLogImpl::AppendRecord(storage::Transaction& transaction, nlohmann::json& record,
-                                  AppendedRecord& appended) {
+                                  AppendedRecord& appended, std::optional<HeadState>& before) {
   std::lock_guard<std::mutex> lock(head_mutex_);
 
   // The stored head must be the one this log wrote or loaded last. Otherwise another writer
@@ -289,10 +303,23 @@ Status AuditLogImpl::AppendRecord(storage::Transaction& transaction, nlohmann::j
 
   appended.sequence = next.sequence;
   appended.canonical = canonical;
+  before = HeadState{std::move(head_), std::move(head_stored_), std::move(range_)};
   head_ = std::move(next);
   head_stored_ = std::move(head_bytes);
   range_ = std::move(range);
   return OkStatus();
+}
+
+void AuditLogImpl::UndoAppend(std::optional<HeadState>& before, AppendedRecord& appended) {
+  if (!before) return;
+  std::lock_guard<std::mutex> lock(head_mutex_);
+  log::Warn("audit record not committed; the in-memory audit head goes back to the stored one",
+            {{"sequence", appended.sequence}, {"head", before->head.sequence}});
+  head_ = std::move(before->head);
+  head_stored_ = std::move(before->stored);
+  range_ = std::move(before->range);
+  before.reset();
+  appended = AppendedRecord{};
 }
 
 Result<std::uint64_t> AuditLogImpl::CommittedSize() {

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <set>
+#include <string>
+#include <vector>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -159,6 +162,12 @@ Status ValidatePattern(std::string_view pattern) {
     printable.push_back(static_cast<unsigned char>(ch) >= 0x20 && ch != 0x7f ? ch : '?');
   }
   if (pattern.empty()) return InvalidArgument("empty path in policy: name a path or use \"*\"");
+  // Request paths below /v1/ never start with '/', so such a rule could never match.
+  if (pattern.starts_with('/')) {
+    return InvalidArgument("path \"" + printable +
+                           "\" starts with '/' after the one leading '/' that is allowed, so it "
+                           "would match no request: remove the extra '/'");
+  }
   for (char ch : pattern) {
     if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
       return InvalidArgument("path \"" + printable + "\" contains a control character");
@@ -178,10 +187,44 @@ Status ValidatePattern(std::string_view pattern) {
   return OkStatus();
 }
 
+namespace {
+
+// Thrown by the JSON policy parse callback to stop at a limit.
+struct PolicyJsonLimit {
+  std::string message;
+};
+
+// Maximum nesting depth of a JSON policy document; a valid one needs five levels at most.
+constexpr int kMaxPolicyJsonDepth = 16;
+
+}  // namespace
+
 Result<std::vector<PathRule>> ParseJsonRules(std::string_view document) {
   nlohmann::json parsed;
+  // The keys seen so far in each object being parsed, innermost last. nlohmann::json keeps the
+  // last of duplicate keys, so a second "path" key would silently drop the first one's rules.
+  std::vector<std::set<std::string>> object_keys;
+  const auto limits = [&object_keys](int depth, nlohmann::json::parse_event_t event,
+                                     nlohmann::json& value) {
+    using Event = nlohmann::json::parse_event_t;
+    if (depth > kMaxPolicyJsonDepth) {
+      throw PolicyJsonLimit{"nesting deeper than " + std::to_string(kMaxPolicyJsonDepth) +
+                            " levels"};
+    }
+    if (event == Event::object_start) object_keys.emplace_back();
+    if (event == Event::object_end) object_keys.pop_back();
+    if (event == Event::key && !object_keys.empty()) {
+      const std::string& key = value.get_ref<const std::string&>();
+      if (!object_keys.back().insert(key).second) {
+        throw PolicyJsonLimit{"duplicate key \"" + key.substr(0, 64) + "\""};
+      }
+    }
+    return true;
+  };
   try {
-    parsed = nlohmann::json::parse(document);
+    parsed = nlohmann::json::parse(document, limits);
+  } catch (const PolicyJsonLimit& limit) {
+    return InvalidArgument("malformed JSON: " + limit.message);
   } catch (const nlohmann::json::parse_error& error) {
     return InvalidArgument("malformed JSON at line " +
                            std::to_string(LineOfOffset(document, error.byte)));

@@ -73,9 +73,9 @@ Result<std::vector<PathRule>> ParseJsonRules(std::string_view document);
 // invalid_argument naming the unknown capability.
 Result<std::uint32_t> ParseCapability(std::string_view name);
 
-// Checks a rule's pattern (leading '/' already removed): not empty, '*' only as the last
-// character and not right after a '+' segment, no control characters. invalid_argument
-// naming the pattern.
+// Checks a rule's pattern (leading '/' already removed): not empty, no second leading '/',
+// '*' only as the last character and not right after a '+' segment, no control characters.
+// invalid_argument naming the pattern.
 Status ValidatePattern(std::string_view pattern);
 
 // Returns Vault's names for `capabilities`, sorted: ["root"] when kRoot is set, ["deny"] when

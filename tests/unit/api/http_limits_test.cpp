@@ -130,6 +130,27 @@ TEST_SUITE("api/http_server limits") {
     }
   }
 
+  TEST_CASE("header field count over 100 gets 431") {
+    auto server = StartServer(TestOptions(), EchoHandler());
+    const auto request_with = [](int fields) {
+      std::string request = "GET / HTTP/1.1\r\nHost: t\r\n";
+      for (int i = 1; i < fields; ++i) request += "X-H" + std::to_string(i) + ": v\r\n";
+      return request + "\r\n";
+    };
+    {
+      RawClient client(server->port());
+      REQUIRE(client.Send(request_with(100)));
+      CHECK(StatusOf(client.ReadResponse(kWait)) == 200);
+    }
+    RawClient client(server->port());
+    REQUIRE(client.Send(request_with(101)));
+    const std::string response = client.ReadResponse(kWait);
+    CHECK(StatusOf(response) == 431);
+    CHECK(BodyOf(response) ==
+          R"({"errors":["request header too large: 101 header fields, the limit is 100"]})");
+    CHECK(client.WaitClosed(kWait));
+  }
+
   TEST_CASE("URL over max_url_bytes gets 414") {
     auto options = TestOptions();
     options.max_url_bytes = 1024;
@@ -165,6 +186,26 @@ TEST_SUITE("api/http_server limits") {
       RawClient client(server->port());
       REQUIRE(client.Send("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n"));
       CHECK(StatusOf(client.ReadResponse(kWait)) == 400);
+    }
+    SUBCASE("coding before chunked") {
+      RawClient client(server->port());
+      REQUIRE(client.Send("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity, chunked\r\n"
+                          "\r\n0\r\n\r\n"));
+      const std::string response = client.ReadResponse(kWait);
+      CHECK(StatusOf(response) == 400);
+      CHECK(BodyOf(response).find("Transfer-Encoding must be exactly") != std::string::npos);
+    }
+    SUBCASE("two Transfer-Encoding fields") {
+      RawClient client(server->port());
+      REQUIRE(client.Send("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
+      CHECK(StatusOf(client.ReadResponse(kWait)) == 400);
+    }
+    SUBCASE("chunked in any case is accepted") {
+      RawClient client(server->port());
+      REQUIRE(client.Send("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n"
+                          "2\r\nok\r\n0\r\n\r\n"));
+      CHECK(StatusOf(client.ReadResponse(kWait)) == 200);
     }
     SUBCASE("two different Content-Length values") {
       RawClient client(server->port());

@@ -1,11 +1,19 @@
 #include "api/http_server.hpp"
 
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <future>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <httplib.h>
@@ -26,9 +34,44 @@ using testing::StatusOf;
 using testing::TestOptions;
 
 constexpr auto kWait = 5s;
+constexpr std::string_view kLargeRequest = "GET /large HTTP/1.1\r\nHost: t\r\n\r\n";
 
 nlohmann::json ParseBody(std::string_view response) {
   return nlohmann::json::parse(BodyOf(response), nullptr, /*allow_exceptions=*/false);
+}
+
+// Connects to 127.0.0.1:`port` with a 4 KiB receive buffer, sends `request` and never reads,
+// so that the server cannot finish writing a large response. Returns the socket, or -1.
+int SendAndStallReading(std::uint16_t port, std::string_view request) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  const int receive_buffer = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Returns a handler that responds to /large with 8 MiB and to anything else with "small".
+RequestHandler LargeOrSmallHandler(std::atomic<int>& large_calls) {
+  return [&large_calls](HttpRequest& request) {
+    HttpResponse response;
+    if (request.target == "/large") {
+      ++large_calls;
+      response.body.assign(8 * 1024 * 1024, 'L');
+    } else {
+      response.body = "small";
+    }
+    return response;
+  };
 }
 
 TEST_SUITE("api/http_server") {
@@ -279,6 +322,81 @@ TEST_SUITE("api/http_server") {
 
     server->Stop(1s);
     CHECK(client.WaitClosed(kWait));
+  }
+
+  TEST_CASE("clients that stop reading hold no worker") {
+    auto options = TestOptions();
+    options.worker_threads = 1;
+    std::atomic<int> large_calls{0};
+    auto server = StartServer(options, LargeOrSmallHandler(large_calls));
+
+    std::vector<int> stalled;
+    for (int i = 0; i < 4; ++i) {
+      const int fd = SendAndStallReading(server->port(), kLargeRequest);
+      REQUIRE(fd >= 0);
+      stalled.push_back(fd);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + kWait;
+    while (large_calls < 4 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+    // Every handler ran on the single worker, so none of the stalled writes occupies it.
+    CHECK(large_calls == 4);
+
+    RawClient client(server->port());
+    REQUIRE(client.Send("GET /small HTTP/1.1\r\nHost: t\r\n\r\n"));
+    const std::string response = client.ReadResponse(kWait);
+    CHECK(StatusOf(response) == 200);
+    CHECK(BodyOf(response) == "small");
+    for (const int fd : stalled) ::close(fd);
+  }
+
+  TEST_CASE("response write is bounded by request_timeout") {
+    auto options = TestOptions();
+    options.request_timeout = 300ms;
+    std::atomic<int> large_calls{0};
+    auto server = StartServer(options, LargeOrSmallHandler(large_calls));
+    const int fd = SendAndStallReading(server->port(), kLargeRequest);
+    REQUIRE(fd >= 0);
+    std::this_thread::sleep_for(1s);
+
+    // The server gave up on the write and closed the connection, so reading ends before the
+    // 8 MiB body.
+    timeval timeout{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    std::size_t received = 0;
+    bool closed = false;
+    char buffer[65536];
+    while (received < 16 * 1024 * 1024) {
+      const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+      if (n <= 0) {
+        closed = n == 0 || errno == ECONNRESET;
+        break;
+      }
+      received += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    CHECK(closed);
+    CHECK(received < 8 * 1024 * 1024);
+  }
+
+  TEST_CASE("Start raises the open-file limit to fit max_connections") {
+    rlimit saved{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    REQUIRE(saved.rlim_max >= 2048);
+    rlimit lowered = saved;
+    lowered.rlim_cur = 512;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+
+    auto options = TestOptions();
+    options.max_connections = 1000;
+    auto server = HttpServer::Start(options, EchoHandler());
+    rlimit raised{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &raised) == 0);
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+    REQUIRE(server.has_value());
+    // max_connections plus the 256 descriptors reserved for everything else.
+    CHECK(raised.rlim_cur == 1256);
   }
 
   TEST_CASE("Start rejects bad options") {

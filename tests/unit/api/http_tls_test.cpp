@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <httplib.h>
@@ -140,6 +142,43 @@ TEST_SUITE("api/http_server tls") {
     REQUIRE(client.connected());
 
     CHECK(client.WaitClosed(kWait));
+  }
+
+  TEST_CASE("stalled handshakes do not delay a TLS request") {
+    TestCertificates certificates;
+    auto options = TlsOptions(certificates);
+    options.handshake_timeout = 1s;
+    auto server = StartServer(options, EchoHandler());
+
+    // A TLS record header that announces a 512-byte ClientHello, and the start of it.
+    const std::string half_client_hello = {'\x16', '\x03', '\x01', '\x02', '\x00', '\x01',
+                                           '\x00', '\x01', '\xfc', '\x03', '\x03'};
+    std::vector<std::unique_ptr<RawClient>> stalled;
+    for (int i = 0; i < 100; ++i) {
+      stalled.push_back(std::make_unique<RawClient>(server->port()));
+      REQUIRE(stalled.back()->Send(half_client_hello));
+    }
+
+    httplib::SSLClient client("127.0.0.1", server->port());
+    client.set_ca_cert_path(certificates.Path("server.pem"));
+    client.enable_server_certificate_verification(true);
+    client.set_read_timeout(5, 0);
+    const auto start = std::chrono::steady_clock::now();
+    auto result = client.Get("/v1/sys/health");
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    REQUIRE(result);
+    CHECK(result->status == 200);
+    CHECK(elapsed < 1s);
+
+    // A byte every 100 ms does not extend the handshake timeout, which bounds the whole
+    // handshake.
+    bool closed_while_sending = false;
+    for (int round = 0; round < 30 && !closed_while_sending; ++round) {
+      stalled.front()->Send(std::string(1, 'x'));
+      closed_while_sending = stalled.front()->WaitReadable(100ms);
+    }
+    CHECK(closed_while_sending);
+    for (auto& connection : stalled) CHECK(connection->WaitClosed(kWait));
   }
 }
 

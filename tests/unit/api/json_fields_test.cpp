@@ -26,6 +26,36 @@ TEST_SUITE("api/json_fields") {
     CHECK(parsed.error().message().find("nesting deeper") != std::string::npos);
   }
 
+  TEST_CASE("duplicate keys are rejected naming the key") {
+    for (const char* body : {R"({"a":1,"a":2})", R"({"data":{"k":"x","k":"y"}})",
+                             R"({"l":[{"k":1},{"k":2,"k":3}]})"}) {
+      CAPTURE(body);
+      auto parsed = kw::api::ParseBody(body);
+      REQUIRE_FALSE(parsed.has_value());
+      CHECK(parsed.error().code() == kw::Code::kInvalidArgument);
+      CHECK(parsed.error().message().find("duplicate key") != std::string::npos);
+    }
+    CHECK(kw::api::ParseBody(R"({"a":1,"a":2})").error().message() ==
+          "failed to parse JSON input: duplicate key \"a\"");
+    // The same key in sibling objects is no duplicate.
+    CHECK(kw::api::ParseBody(R"({"x":{"k":1},"y":{"k":2},"l":[{"k":1},{"k":2}]})").has_value());
+  }
+
+  TEST_CASE("numbers past the integer range") {
+    CHECK(kw::api::ParseBody(R"({"a":1e400})").error().message().find("out of range") !=
+          std::string::npos);
+    const auto body = nlohmann::json::parse(
+        R"({"max": 9223372036854775807, "past63": 9223372036854775808,
+            "past64": 18446744073709551617, "top": 18446744073709551615})");
+    CHECK(*kw::api::OptionalInt(body, "max").value() == INT64_MAX);
+    CHECK_FALSE(kw::api::OptionalInt(body, "past63").has_value());
+    CHECK_FALSE(kw::api::OptionalInt(body, "past64").has_value());
+    CHECK_FALSE(kw::api::OptionalInt(body, "top").has_value());
+    CHECK_FALSE(kw::api::IntList(body, "top").has_value());
+    CHECK(kw::api::OptionalDuration(body, "top").error().message().find("maximum") !=
+          std::string::npos);
+  }
+
   TEST_CASE("typed fields accept vault forms") {
     const auto body = nlohmann::json::parse(
         R"({"n": 5, "s": "7", "b": "true", "d": "1h", "ds": 30, "m": {"k": "v"},

@@ -25,6 +25,25 @@ TEST_SUITE("api/server_config") {
     CHECK(config->core.pin_source.pin_env == "KEYWARD_HSM_PIN");
   }
 
+  TEST_CASE("listener timeouts parse") {
+    const std::string rest =
+        R"("storage": {"path": "x"}, "hsm": {"token_label": "t"}})";
+    auto defaults = kw::api::ParseServerConfig("{" + rest);
+    REQUIRE(defaults.has_value());
+    CHECK(defaults->listener.handshake_timeout == std::chrono::seconds(10));
+
+    auto set = kw::api::ParseServerConfig(
+        R"({"listener": {"idle_timeout": "5s", "tls_handshake_timeout": "3s"},)" + rest);
+    REQUIRE(set.has_value());
+    CHECK(set->listener.idle_timeout == std::chrono::seconds(5));
+    CHECK(set->listener.handshake_timeout == std::chrono::seconds(3));
+
+    auto zero = kw::api::ParseServerConfig(R"({"listener": {"tls_handshake_timeout": "0s"},)" +
+                                           rest);
+    REQUIRE_FALSE(zero.has_value());
+    CHECK(zero.error().message().find("listener.tls_handshake_timeout") != std::string::npos);
+  }
+
   TEST_CASE("unknown key is named") {
     auto config = kw::api::ParseServerConfig(
         R"({"storage": {"path": "x", "pth": "y"}, "hsm": {"token_label": "t"}})");
@@ -108,7 +127,11 @@ TEST_SUITE("api/server_config") {
         {R"({"retention": "24h", "archive_dir": "archive"})", "\"audit.archive_dir\""},
         {R"({"retension": "24h"})", "\"audit.retension\""},
     };
-    for (const auto& [audit, key] : cases) {
+    // Plain references, not a structured binding, because clang 14 cannot capture a binding in the
+    // lambda that CAPTURE expands to.
+    for (const auto& entry : cases) {
+      const std::string& audit = entry.first;
+      const auto& key = entry.second;
       CAPTURE(audit);
       auto config = kw::api::ParseServerConfig(
           R"({"storage": {"path": "x"}, "hsm": {"token_label": "t"}, "audit": )" + audit + "}");

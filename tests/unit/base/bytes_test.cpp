@@ -10,6 +10,13 @@ TEST_SUITE("base/bytes") {
     CHECK(*kw::FromHex("00abff") == bytes);
   }
 
+  TEST_CASE("empty hex is empty bytes") {
+    const std::optional<kw::Bytes> bytes = kw::FromHex("");
+    REQUIRE(bytes.has_value());
+    CHECK(bytes->empty());
+    CHECK(kw::ToHex(kw::Bytes{}).empty());
+  }
+
   TEST_CASE("hex rejects bad input") {
     CHECK_FALSE(kw::FromHex("abc").has_value());
     CHECK_FALSE(kw::FromHex("zz").has_value());

@@ -175,7 +175,7 @@ TEST_SUITE("storage/sqlite durability") {
     }
   }
 
-  TEST_CASE("full database disables writes") {
+  TEST_CASE("full database rejects writes until space frees") {
     TempDir dir;
     const std::string path = dir.File("kv.db");
     kw::storage::sqlite::SqliteOptions options;
@@ -194,32 +194,37 @@ TEST_SUITE("storage/sqlite durability") {
     REQUIRE_FALSE(failure);
     CHECK(failure.error().code() == Code::kUnavailable);
     CHECK(failure.error().message().find("full") != std::string::npos);
-    CHECK(storage->Stats().writes_disabled);
+    CHECK(failure.error().message().find("retry") != std::string::npos);
+    CHECK_FALSE(storage->Stats().writes_disabled);
 
-    // Later writes fail fast, even tiny ones that would fit.
-    WriteBatch small;
-    small.Put("tiny", ToBytes("x"));
-    const Status later = storage->Commit(std::move(small));
-    REQUIRE_FALSE(later);
-    CHECK(later.error().code() == Code::kUnavailable);
-    CHECK(later.error().message() ==
-          "storage: writes disabled after a failed commit; restart the server");
-
-    // Reads keep working.
+    // Still full: the same write fails again, and reads keep working.
+    WriteBatch again;
+    again.Put("fill/again", kw::Bytes(3000, 0x42));
+    const Status still_full = storage->Commit(std::move(again));
+    REQUIRE_FALSE(still_full);
+    CHECK(still_full.error().code() == Code::kUnavailable);
     CHECK(GetText(*storage, "kept") == "before the disk filled");
     CHECK(GetText(*storage, "fill/" + std::to_string(commits - 1)) == "<absent>");
+
+    // Deleting frees pages inside the capped file; the same write then fits, without a reopen.
+    WriteBatch cleanup;
+    for (int i = 0; i < 3 && i + 1 < commits; ++i) cleanup.Delete("fill/" + std::to_string(i));
+    REQUIRE(storage->Commit(std::move(cleanup)));
+    WriteBatch retry;
+    retry.Put("fill/again", kw::Bytes(3000, 0x42));
+    CHECK(storage->Commit(std::move(retry)));
+    CHECK(GetText(*storage, "fill/again").size() == 3000);
     storage.reset();
 
-    // A reopen without the cap accepts writes again and lost nothing acknowledged.
     auto reopened = OpenOrFail(path);
     CHECK(GetText(*reopened, "kept") == "before the disk filled");
-    for (int i = 0; i + 1 < commits; ++i) {
+    for (int i = 3; i + 1 < commits; ++i) {
       CHECK(GetText(*reopened, "fill/" + std::to_string(i)).size() == 3000);
     }
-    PutOrFail(*reopened, "tiny", "x");
+    CHECK(GetText(*reopened, "fill/again").size() == 3000);
   }
 
-  TEST_CASE("failed commit fails its whole group and later writes") {
+  TEST_CASE("failed commit fails its whole group, later writes succeed") {
     TempDir dir;
     const std::string path = dir.File("kv.db");
     // Counts COMMITs down: the one seen at 0 fails, the others succeed; -1 disarms.
@@ -235,8 +240,19 @@ TEST_SUITE("storage/sqlite durability") {
     auto storage = OpenOrFail(options);
     PutOrFail(*storage, "kept", "v");
 
+    // Each batch's finalizer and rollback hook log to `events`, all on the writer thread.
+    std::vector<std::string> events;
     std::vector<WriteBatch> doomed(5);
-    for (int i = 0; i < 5; ++i) doomed[i].Put("doomed/" + std::to_string(i), ToBytes("v"));
+    for (int i = 0; i < 5; ++i) {
+      const std::string name = "doomed/" + std::to_string(i);
+      doomed[i].Put(name, ToBytes("v"));
+      if (i == 2) continue;  // a batch without a finalizer has nothing to undo
+      doomed[i].finalizer = [&events, name](kw::storage::Transaction&) -> Status {
+        events.push_back("finalize " + name);
+        return kw::OkStatus();
+      };
+      doomed[i].on_rollback = [&events, name] { events.push_back("undo " + name); };
+    }
     // Armed while the blocker holds the writer: the blocker's COMMIT passes, the next one,
     // which carries all five batches, fails.
     const auto run = RunInOneGroup(*storage, std::move(doomed),
@@ -248,24 +264,29 @@ TEST_SUITE("storage/sqlite durability") {
       CHECK(result.error().message().find("commit") != std::string::npos);
     }
     const auto stats = storage->Stats();
-    CHECK(stats.writes_disabled);
+    CHECK_FALSE(stats.writes_disabled);
     CHECK(stats.largest_group == 1);  // the failed group of five never committed
+
+    // Every finalizer ran, then the hooks undid them newest first. The order of the batches
+    // inside the group is the queue order, which the committer threads decide.
+    REQUIRE(events.size() == 8);
+    for (std::size_t i = 0; i < 4; ++i) {
+      REQUIRE(events[i].starts_with("finalize "));
+      CHECK(events[7 - i] == "undo " + events[i].substr(std::string("finalize ").size()));
+    }
 
     WriteBatch later;
     later.Put("later", ToBytes("v"));
-    const Status later_status = storage->Commit(std::move(later));
-    REQUIRE_FALSE(later_status);
-    CHECK(later_status.error().code() == Code::kUnavailable);
-    CHECK(later_status.error().message().find("writes disabled") != std::string::npos);
+    CHECK(storage->Commit(std::move(later)));
 
     CHECK(GetText(*storage, "kept") == "v");
     CHECK(GetText(*storage, "group-blocker") == "held");
     CHECK(GetText(*storage, "doomed/0") == "<absent>");
+    CHECK(GetText(*storage, "later") == "v");
     storage.reset();
 
     auto reopened = OpenOrFail(path);
     CHECK(GetText(*reopened, "doomed/0") == "<absent>");
-    PutOrFail(*reopened, "later", "v");
     CHECK(GetText(*reopened, "later") == "v");
   }
 

@@ -425,7 +425,11 @@ TEST_SUITE("vault/audit") {
         {"{\"checkpoint\":7}", "field checkpoint is not a string"},
         {"{\"checkpoint\":\"garbage\"}", "a checkpoint is rejected"},
     };
-    for (const auto& [line, expected] : cases) {
+    // Plain references, not a structured binding, because clang 14 cannot capture a binding in the
+    // lambda that CAPTURE expands to.
+    for (const auto& entry : cases) {
+      const std::string& line = entry.first;
+      const std::string& expected = entry.second;
       CAPTURE(line);
       std::vector<std::string> lines = records;
       lines.insert(lines.begin() + 2, line);

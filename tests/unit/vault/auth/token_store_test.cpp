@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "fakes/forwarding_storage.hpp"
 #include "vault/auth/token_format.hpp"
 #include "vault/auth/token_store.hpp"
 #include "vault/vault_test_env.hpp"
@@ -60,6 +61,17 @@ struct TokenFixture {
   std::shared_ptr<const TokenEntry> root;
 };
 
+// Counts Get calls, so a test can compare the storage work of two failed authentications.
+class CountingStorage final : public kw::testing::ForwardingStorage {
+ public:
+  using ForwardingStorage::ForwardingStorage;
+  kw::Result<std::optional<kw::Bytes>> Get(std::string_view key) override {
+    gets += 1;
+    return inner_.Get(key);
+  }
+  int gets = 0;
+};
+
 TokenRequest WithPolicies(std::vector<std::string> policies) {
   TokenRequest request;
   request.policies = std::move(policies);
@@ -69,6 +81,38 @@ TokenRequest WithPolicies(std::vector<std::string> policies) {
 }  // namespace
 
 TEST_SUITE("vault/auth/token_store") {
+  TEST_CASE("unknown and revoked tokens cost the same") {
+    TokenFixture f;
+    auto revoked = f.Create(*f.root, WithPolicies({"ops"}));
+    REQUIRE(revoked.has_value());
+    f.Revoke(*revoked->entry);
+    auto live = f.Create(*f.root, WithPolicies({"ops"}));
+    REQUIRE(live.has_value());
+
+    // A store of its own over the same data, so that only these calls are counted.
+    CountingStorage storage(*f.env.store);
+    TokenStore store(storage, *f.env.barrier, f.env.clock);
+    const auto gets_of = [&](std::string_view token) {
+      const int before = storage.gets;
+      auto identity = store.Authenticate(token, "127.0.0.1", nullptr);
+      return std::make_pair(identity.has_value(), storage.gets - before);
+    };
+
+    // The lookup key is the token's SHA-256 hash: a failure costs one index read whatever
+    // the token, and the record is never decrypted.
+    const std::string unknown(revoked->token.RevealText().size(), 'x');
+    const auto [unknown_ok, unknown_gets] = gets_of(unknown);
+    const auto [revoked_ok, revoked_gets] = gets_of(revoked->token.RevealText());
+    const auto [live_ok, live_gets] = gets_of(live->token.RevealText());
+    CHECK_FALSE(unknown_ok);
+    CHECK_FALSE(revoked_ok);
+    CHECK(live_ok);
+    CHECK(unknown_gets == 1);
+    CHECK(revoked_gets == unknown_gets);
+    // A valid token reads its record too, so the counter can tell the cases apart.
+    CHECK(live_gets == 2);
+  }
+
   TEST_CASE("a created token authenticates with its policies and default") {
     TokenFixture f;
     auto created = f.Create(*f.root, WithPolicies({" App-Read ", "app-read", "ops"}));

@@ -95,6 +95,16 @@ TEST_SUITE("vault/policy") {
                    "only allowed as the last character"));
   }
 
+  // A rule path with two leading slashes would match no request.
+  TEST_CASE("policy doubled leading slash rejected") {
+    CHECK(Contains(ParseError("p", "path \"//secret/data/a\" { capabilities = [\"read\"] }"),
+                   "path \"/secret/data/a\" starts with '/'"));
+    CHECK(Contains(ParseError("p", R"({"path": {"//secret/*": {"capabilities": ["read"]}}})"),
+                   "remove the extra '/'"));
+    CHECK_FALSE(policy::ValidatePattern("/secret/data/a").has_value());
+    CHECK(policy::ParsePolicy("p", "path \"/secret/data/a\" { capabilities = [] }").has_value());
+  }
+
   TEST_CASE("policy malformed json names line") {
     const std::string message = ParseError("p", "{\"path\": {\n\"a\": {\n\"capabilities\": [\n}}");
     CHECK(Contains(message, "malformed JSON at line 4"));
@@ -105,6 +115,21 @@ TEST_SUITE("vault/policy") {
     const std::string message = ParseError("p", R"({"path": {"a": {"max_ttl": 1e999}}})");
     CHECK(Contains(message, "malformed JSON: a number is out of range"));
     CHECK_FALSE(Contains(message, "1e999"));
+  }
+
+  TEST_CASE("policy json duplicate key rejected") {
+    // A second "path" would otherwise replace the first, dropping its deny rule unseen.
+    const std::string message = ParseError(
+        "p", R"({"path": {"a": {"capabilities": ["deny"]}}, "path": {"b": {"capabilities": ["read"]}}})");
+    CHECK(Contains(message, "malformed JSON: duplicate key \"path\""));
+    CHECK(Contains(ParseError("p", R"({"path": {"a": {"capabilities": [], "capabilities": ["read"]}}})"),
+                   "duplicate key \"capabilities\""));
+  }
+
+  TEST_CASE("policy json deep nesting rejected") {
+    const std::string deep = R"({"path": {"a": {"capabilities": )" + std::string(100000, '[') +
+                             std::string(100000, ']') + "}}}";
+    CHECK(Contains(ParseError("p", deep), "malformed JSON: nesting deeper than 16 levels"));
   }
 
   TEST_CASE("policy invalid name rejected") {
