@@ -161,17 +161,10 @@ Result<Reply> HandleLogin(RequestContext& c, AppRole& approle) {
     secret_id = SecretBuffer::CopyFrom(*secret_text);
     WipeString(*secret_text);
   }
+  // The router counts the outcome for the login lockout: a 400 from here is a failed login.
   auto request = approle.Login(role_id, secret_id, c.http.remote_address, c.batch);
-  // Every invalid_argument from Login is a rejected credential or source address, for an
-  // unknown role_id as for a known one. The router rejects the pair while it is locked out.
-  if (!request && request.error().code() == Code::kInvalidArgument && c.limits &&
-      c.limits->AppRoleFailed(role_id, c.http.remote_address)) {
-    log::Warn("approle login locked out after repeated failures",
-              {{log::kAddress, c.http.remote_address}, {log::kPath, c.path}});
-  }
   if (!request) return tl::unexpected(request.error());
   KW_ASSIGN_OR_RETURN(auto created, c.vault->tokens->CreateForLogin(std::move(*request), c.batch));
-  if (c.limits) c.limits->AppRoleSucceeded(role_id, c.http.remote_address);
   return Reply{200, AuthEnvelope(c, created)};
 }
 

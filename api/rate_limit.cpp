@@ -153,6 +153,42 @@ std::optional<std::chrono::seconds> LoginLockout::LockedFor(std::string_view rol
   return WholeSeconds(Seconds(*it->second.locked_until - now));
 }
 
+std::optional<std::chrono::seconds> LoginLockout::Begin(std::string_view role_id,
+                                                        std::string_view address,
+                                                        SteadyTime now) {
+  if (!enabled()) return std::nullopt;
+  const std::string key = KeyFor(role_id, address);
+  Shard& shard = ShardFor(key);
+  std::lock_guard<std::mutex> lock(shard.mutex);
+  auto it = shard.entries.find(key);
+  if (it != shard.entries.end() && it->second.running == 0 && Expired(it->second, now)) {
+    shard.entries.erase(it);
+    it = shard.entries.end();
+  }
+  if (it != shard.entries.end()) {
+    const Entry& entry = it->second;
+    if (entry.locked_until && *entry.locked_until > now) {
+      return WholeSeconds(Seconds(*entry.locked_until - now));
+    }
+    if (entry.failures + entry.running >= config_.threshold) return std::chrono::seconds(1);
+  } else {
+    if (shard.entries.size() >= max_per_shard_) Evict(shard, now);
+    it = shard.entries.emplace(key, Entry{}).first;
+  }
+  it->second.running += 1;
+  it->second.last_failure = now;
+  return std::nullopt;
+}
+
+void LoginLockout::RecordAbandoned(std::string_view role_id, std::string_view address) {
+  if (!enabled()) return;
+  const std::string key = KeyFor(role_id, address);
+  Shard& shard = ShardFor(key);
+  std::lock_guard<std::mutex> lock(shard.mutex);
+  const auto it = shard.entries.find(key);
+  if (it != shard.entries.end() && it->second.running > 0) it->second.running -= 1;
+}
+
 bool LoginLockout::RecordFailure(std::string_view role_id, std::string_view address,
                                  SteadyTime now) {
   if (!enabled()) return false;
@@ -169,6 +205,7 @@ bool LoginLockout::RecordFailure(std::string_view role_id, std::string_view addr
     it = shard.entries.emplace(key, Entry{}).first;
   }
   Entry& entry = it->second;
+  if (entry.running > 0) entry.running -= 1;
   // A login that passed LockedFor before a concurrent one started the lockout fails here
   // without extending it.
   if (entry.locked_until) return false;
@@ -229,6 +266,18 @@ std::optional<std::chrono::seconds> RateLimits::AppRoleLockedFor(std::string_vie
   auto locked = lockout_.LockedFor(role_id, address, now_());
   if (locked) lockout_rejections_.fetch_add(1, std::memory_order_relaxed);
   return locked;
+}
+
+std::optional<std::chrono::seconds> RateLimits::AppRoleBegin(std::string_view role_id,
+                                                             std::string_view address) {
+  if (!lockout_.enabled()) return std::nullopt;
+  auto refused = lockout_.Begin(role_id, address, now_());
+  if (refused) lockout_rejections_.fetch_add(1, std::memory_order_relaxed);
+  return refused;
+}
+
+void RateLimits::AppRoleAbandoned(std::string_view role_id, std::string_view address) {
+  lockout_.RecordAbandoned(role_id, address);
 }
 
 bool RateLimits::AppRoleFailed(std::string_view role_id, std::string_view address) {

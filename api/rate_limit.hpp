@@ -110,10 +110,19 @@ class LoginLockout {
   // Returns the time left when the pair is locked out at `now`, else nullopt.
   std::optional<std::chrono::seconds> LockedFor(std::string_view role_id,
                                                 std::string_view address, SteadyTime now);
+  // Admits one login attempt of the pair, or returns how long to wait. Failures already
+  // counted plus the attempts still running may not reach the threshold, so a burst of
+  // concurrent guesses gets no more than `threshold` evaluated: a refused attempt waits 1 s
+  // for the running ones to finish. Every admitted attempt must end in RecordFailure,
+  // RecordSuccess or RecordAbandoned.
+  std::optional<std::chrono::seconds> Begin(std::string_view role_id, std::string_view address,
+                                            SteadyTime now);
   // Counts a failed login. Returns true when this failure starts a lockout.
   bool RecordFailure(std::string_view role_id, std::string_view address, SteadyTime now);
   // Clears the pair's count after a successful login.
   void RecordSuccess(std::string_view role_id, std::string_view address);
+  // Ends an admitted attempt that neither failed nor succeeded (a storage error, say).
+  void RecordAbandoned(std::string_view role_id, std::string_view address);
 
   bool enabled() const { return config_.enabled(); }
   std::size_t TrackedKeys() const;
@@ -121,7 +130,8 @@ class LoginLockout {
  private:
   struct Entry {
     std::uint32_t failures = 0;
-    SteadyTime last_failure;
+    std::uint32_t running = 0;  // admitted by Begin, outcome not recorded yet
+    SteadyTime last_failure;    // also set by Begin, so a running attempt keeps its entry
     std::optional<SteadyTime> locked_until;
   };
   struct Shard {
@@ -164,6 +174,11 @@ class RateLimits {
   RateDecision TakeLogin(std::string_view address);
   std::optional<std::chrono::seconds> AppRoleLockedFor(std::string_view role_id,
                                                        std::string_view address);
+  // LoginLockout::Begin, counting refusals; the attempt ends in AppRoleFailed,
+  // AppRoleSucceeded or AppRoleAbandoned.
+  std::optional<std::chrono::seconds> AppRoleBegin(std::string_view role_id,
+                                                   std::string_view address);
+  void AppRoleAbandoned(std::string_view role_id, std::string_view address);
   // Returns true when this failure starts a lockout.
   bool AppRoleFailed(std::string_view role_id, std::string_view address);
   void AppRoleSucceeded(std::string_view role_id, std::string_view address);

@@ -219,13 +219,57 @@ std::optional<HttpResponse> CheckAccessorLimit(RateLimits& limits, const std::st
 
 // Rejects an AppRole login whose role_id is locked out from this address. It reads nothing
 // from storage, so the response is the same whether the role_id exists or not.
-std::optional<HttpResponse> CheckAppRoleLockout(RateLimits& limits, const nlohmann::json& body,
-                                                const std::string& address) {
-  if (!body.is_object()) return std::nullopt;
+// One AppRole login attempt admitted by the lockout. Its outcome is recorded once, when the
+// request's commit succeeded (a retried commit runs the handler again but counts once); an
+// attempt that ends any other way is abandoned, so that it no longer holds a place.
+class AppRoleAttempt {
+ public:
+  AppRoleAttempt(RateLimits& limits, std::string role_id, std::string address)
+      : limits_(limits), role_id_(std::move(role_id)), address_(std::move(address)) {}
+  AppRoleAttempt(const AppRoleAttempt&) = delete;
+  AppRoleAttempt& operator=(const AppRoleAttempt&) = delete;
+  ~AppRoleAttempt() {
+    if (!finished_) limits_.AppRoleAbandoned(role_id_, address_);
+  }
+
+  // A 2xx is a successful login; a 400 is a rejected role_id, secret_id or source address,
+  // for an unknown role_id as for a known one (see AppRole::Login); anything else (a storage
+  // or HSM failure) counts neither way.
+  void Finish(int status) {
+    finished_ = true;
+    if (status >= 200 && status < 300) {
+      limits_.AppRoleSucceeded(role_id_, address_);
+    } else if (status == 400) {
+      if (limits_.AppRoleFailed(role_id_, address_)) {
+        log::Warn("approle login locked out after repeated failures",
+                  {{log::kAddress, address_}, {log::kPath, "auth/approle/login"}});
+      }
+    } else {
+      limits_.AppRoleAbandoned(role_id_, address_);
+    }
+  }
+
+ private:
+  RateLimits& limits_;
+  std::string role_id_;
+  std::string address_;
+  bool finished_ = false;
+};
+
+// Admits an AppRole login into `attempt`, or returns the 429 for a locked-out pair. A body
+// without a string role_id is not counted: the handler rejects it before any lookup.
+std::optional<HttpResponse> BeginAppRoleLogin(RateLimits& limits, const nlohmann::json& body,
+                                              const std::string& address,
+                                              std::optional<AppRoleAttempt>& attempt) {
+  if (!limits.lockout_enabled() || !body.is_object()) return std::nullopt;
   const auto role_id = body.find("role_id");
   if (role_id == body.end() || !role_id->is_string()) return std::nullopt;
-  const auto locked = limits.AppRoleLockedFor(role_id->get_ref<const std::string&>(), address);
-  if (!locked) return std::nullopt;
+  const std::string& id = role_id->get_ref<const std::string&>();
+  const auto locked = limits.AppRoleBegin(id, address);
+  if (!locked) {
+    attempt.emplace(limits, id, address);
+    return std::nullopt;
+  }
   return TooManyRequests("login locked out: too many failed logins for this role ID from "
                          "client address " + address,
                          *locked);
@@ -245,10 +289,17 @@ std::optional<HttpResponse> Router::CheckHead(const HttpRequest& head) {
                      static_cast<std::uint64_t>(*declared) > kMaxUnauthenticatedBody;
   if (!large) return std::nullopt;
   auto target = ParseTarget(head.target);
-  if (target && IsUnauthenticatedPath(target->path)) return std::nullopt;
+  // The endpoints that need no token (health, seal status, init, unseal) take a few bytes
+  // at most: a large body there is refused before it is read, as it is from any anonymous
+  // caller below.
+  if (target && IsUnauthenticatedPath(target->path)) {
+    return ToHttp(ErrorReply(413, {"request body too large for " + target->path +
+                                   ": send at most " + std::to_string(kMaxUnauthenticatedBody) +
+                                   " bytes, with Content-Length"}));
+  }
   // Login bodies are small; a large one is refused like any anonymous large body.
   auto vault = core_.Acquire();
-  if (!vault) return std::nullopt;  // Handle returns 503 without reading anything
+  if (!vault) return ToHttp(ErrorReply(503, {"Vault is sealed"}));  // as Handle would answer
   if ((*vault)->tokens->Authenticate(TokenFrom(head), head.remote_address, nullptr)) {
     return std::nullopt;
   }
@@ -313,8 +364,10 @@ HttpResponse Router::Handle(HttpRequest& request) {
   Result<nlohmann::json> body = nlohmann::json(nullptr);
   if (identity) body = ParseBody(request.body);
   if (body) c.body = std::move(*body);
+  std::optional<AppRoleAttempt> approle_attempt;
   if (body && c.path == "auth/approle/login" && c.operation == "update") {
-    if (auto refused = CheckAppRoleLockout(limits_, c.body, request.remote_address)) {
+    if (auto refused = BeginAppRoleLogin(limits_, c.body, request.remote_address,
+                                         approle_attempt)) {
       return std::move(*refused);
     }
   }
@@ -397,6 +450,7 @@ HttpResponse Router::Handle(HttpRequest& request) {
     }
     auto committed = core_.storage().Commit(std::move(batch));
     if (committed) {
+      if (approle_attempt) approle_attempt->Finish(reply.status);
       if (reply.status >= 500) LogServerError(c, reply);
       const Status delivered = sinks && appended
                                    ? sinks->Deliver(appended->sequence, appended->canonical)

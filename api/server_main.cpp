@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -298,11 +299,20 @@ std::string OctalMode(mode_t mode) {
 
 // Rejects a file or directory that other users can read or write, or that its group can
 // write, because it contains a PIN, a key or the encrypted records. A group that can read it
-// gets a warning only, for setups that share a group with a backup agent. A missing path
-// passes here, so that the code that opens it reports it.
+// gets a warning only, for setups that share a group with a backup agent. It must also belong
+// to the server's user or to root: whoever owns the config can name the PKCS#11 module that
+// the server loads, and so run code as the server. A missing path passes here, so that the
+// code that opens it reports it.
 Status CheckPrivatePath(const std::filesystem::path& path, std::string_view what) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) return OkStatus();
+  const uid_t server_user = ::geteuid();
+  if (info.st_uid != server_user && info.st_uid != 0) {
+    return PermissionDenied(std::string(what) + " " + path.string() + " belongs to user id " +
+                            std::to_string(info.st_uid) + ", not to the server's user (id " +
+                            std::to_string(server_user) + ") or root: run chown " +
+                            std::to_string(server_user) + " " + path.string());
+  }
   const bool directory = S_ISDIR(info.st_mode);
   const std::string fix = std::string(directory ? "chmod 700 " : "chmod 600 ") + path.string();
   const std::string mode = OctalMode(info.st_mode);

@@ -141,7 +141,9 @@ Reply Init(vault::Core& core, const HttpRequest& http) {
 }
 
 // At most kMaxUnsealFailures PINs rejected by the HSM per minute, for the whole server: the
-// endpoint needs no token, and a PIN must not be guessable at request rate.
+// endpoint needs no token, and a PIN must not be guessable at request rate. Attempts run one
+// at a time (see Attempt), so concurrent guesses cannot all pass the check before the first
+// failure is counted.
 constexpr int kMaxUnsealFailures = 5;
 constexpr std::chrono::seconds kUnsealFailureWindow{60};
 
@@ -156,6 +158,12 @@ class UnsealThrottle {
         .count();
   }
 
+  // Returns a lock that the caller holds while its PIN is tried, or an empty one when another
+  // attempt is running; that caller is answered 429 rather than queued on a worker.
+  std::unique_lock<std::mutex> Attempt() {
+    return std::unique_lock(attempt_mutex_, std::try_to_lock);
+  }
+
   void RecordFailure() {
     std::lock_guard lock(mutex_);
     const auto now = std::chrono::steady_clock::now();
@@ -167,6 +175,7 @@ class UnsealThrottle {
   }
 
  private:
+  std::mutex attempt_mutex_;
   std::mutex mutex_;
   std::chrono::steady_clock::time_point window_start_;  // guarded by mutex_
   int failures_ = 0;                                     // guarded by mutex_
@@ -178,6 +187,12 @@ UnsealThrottle& Throttle() {
 }
 
 Reply Unseal(vault::Core& core, const HttpRequest& http, bool initialized) {
+  const std::unique_lock<std::mutex> attempt = Throttle().Attempt();
+  if (!attempt.owns_lock()) {
+    Reply busy = ErrorReply(429, {"another unseal attempt is in progress: retry in 1 second"});
+    busy.headers.emplace_back("Retry-After", "1");
+    return busy;
+  }
   if (const std::int64_t wait = Throttle().RetryAfterSeconds(); wait > 0) {
     Reply throttled = ErrorReply(429, {"too many wrong HSM PINs: retry in " +
                                        std::to_string(wait) + " seconds"});

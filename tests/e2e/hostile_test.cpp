@@ -126,7 +126,9 @@ TEST_SUITE("e2e/hostile") {
     const std::vector<HostileCase> rows = HostileCases();
     const auto prefixes = RoutePrefixes();
     REQUIRE(prefixes.size() >= 20);
-    for (const auto& [prefix, file] : prefixes) {
+    for (const auto& entry : prefixes) {
+      const std::string& prefix = entry.first;
+      const std::string& file = entry.second;
       bool covered = false;
       for (const HostileCase& row : rows) covered = covered || Covers(row.target, prefix);
       CHECK_MESSAGE(covered, "route \"" << prefix << "\" (matched in " << file

@@ -225,6 +225,18 @@ TEST_SUITE("e2e/limits") {
     const RawResponse response = SendRaw(server.port(), request, std::chrono::seconds(10));
     CHECK(response.status == 403);
     CHECK(response.body.find("permission denied") != std::string::npos);
+
+    // The endpoints that take no token are no way around it.
+    for (const std::string path : {"/v1/sys/unseal", "/v1/sys/init", "/v1/sys/health",
+                                   "/v1/sys/seal-status"}) {
+      CAPTURE(path);
+      const RawResponse unauthenticated = SendRaw(
+          server.port(),
+          "PUT " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 30000000\r\n\r\n",
+          std::chrono::seconds(10));
+      CHECK(unauthenticated.status == 413);
+      CHECK(unauthenticated.body.find("with Content-Length") != std::string::npos);
+    }
   }
   TEST_CASE("slow body cut at request timeout") {
     ConfigModeServer server;
@@ -234,9 +246,16 @@ TEST_SUITE("e2e/limits") {
     const std::string body(100, 'x');
     const std::string length_head =
         "POST /v1/sys/init HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n";
+    // A chunked body to an endpoint without a token is refused at its head (413), so the
+    // chunked case initialises the server and writes a secret with the root token.
+    const RawResponse init = SendRaw(
+        server.port(),
+        "PUT /v1/sys/init HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}");
+    REQUIRE_MESSAGE(init.status == 200, init.body);
+    const std::string root_token = json::parse(init.body)["root_token"].get<std::string>();
     const std::string chunked_head =
-        "POST /v1/sys/init HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-        "64\r\n";
+        "POST /v1/secret/data/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Vault-Token: " +
+        root_token + "\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n";
     for (const std::string& head : {length_head, chunked_head}) {
       CAPTURE(head);
       const auto [response, elapsed] = TrickleBody(server.port(), head, body);

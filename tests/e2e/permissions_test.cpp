@@ -3,6 +3,7 @@
 // It locks its memory, and a configured server that cannot lock it does not start.
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <string>
@@ -179,6 +180,32 @@ TEST_SUITE("e2e/permissions") {
     const ExitResult run = files.RunRejected();
     CheckRejected(run, files.config_path(), "chmod 600");
     CHECK_MESSAGE(Contains(run.err, "is writable by its group (mode 0620)"), run.err);
+  }
+
+  TEST_CASE("config and PIN file owned by another user rejected") {
+    // Whoever owns the config names the PKCS#11 module the server loads. The test runs as
+    // root, so it can hand the files to `nobody` (uid 65534), as an attacker's own files are.
+    constexpr uid_t kNobody = 65534;
+    ConfigFiles files;
+    REQUIRE(::chown(files.config_path().c_str(), kNobody, static_cast<gid_t>(-1)) == 0);
+    ExitResult run = files.RunRejected();
+    CHECK(run.exit_code != 0);
+    CHECK_MESSAGE(Contains(run.err, "the config file " + files.config_path().string() +
+                                        " belongs to user id 65534"),
+                  run.err);
+    CHECK_MESSAGE(Contains(run.err, "run chown " + std::to_string(::geteuid()) + " " +
+                                        files.config_path().string()),
+                  run.err);
+    REQUIRE(::chown(files.config_path().c_str(), ::geteuid(), static_cast<gid_t>(-1)) == 0);
+
+    REQUIRE(::chown(files.pin_file().c_str(), kNobody, static_cast<gid_t>(-1)) == 0);
+    run = files.RunRejected();
+    CHECK(run.exit_code != 0);
+    CHECK_MESSAGE(Contains(run.err, "the HSM PIN file " + files.pin_file().string() +
+                                        " belongs to user id 65534"),
+                  run.err);
+    REQUIRE(::chown(files.pin_file().c_str(), ::geteuid(), static_cast<gid_t>(-1)) == 0);
+    files.StartAndStop();
   }
 
   TEST_CASE("world-readable PIN file rejected") {

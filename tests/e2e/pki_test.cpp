@@ -650,7 +650,8 @@ TEST_SUITE("e2e/pki") {
     CHECK(header["typ"] == "JWT");
     CHECK(header["kid"].is_string());
     CHECK(header["kid"] == issued["kid"]);
-    for (const auto& [name, value] : header.items()) {
+    for (const auto& item : header.items()) {
+      const std::string name = item.key();
       CHECK_MESSAGE((name == "alg" || name == "kid" || name == "typ"),
                     "unexpected header " << name);
     }

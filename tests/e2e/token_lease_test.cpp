@@ -83,7 +83,9 @@ path "auth/token/create" { capabilities = ["update"] })"}})) == 204);
 
     PgSession admin(pg->url);
     REQUIRE(admin.ok());
-    for (const auto& [user, password] : credentials) {
+    for (const auto& credential : credentials) {
+      const std::string& user = credential.first;
+      const std::string& password = credential.second;
       bool gone = false;
       for (int i = 0; i < kMaxPolls && !gone; ++i) {
         gone = RoleCount(admin, user) == "0";

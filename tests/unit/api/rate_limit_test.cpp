@@ -174,6 +174,40 @@ TEST_SUITE("api/rate_limit") {
     CHECK(lockout.LockedFor("role", "127.0.0.1", kStart + milliseconds(901'500)) == seconds(1));
   }
 
+  TEST_CASE("concurrent attempts never evaluate more than the threshold") {
+    // A burst of logins that all arrive before any has failed: only `threshold` are let
+    // through to be evaluated, the rest wait 1 s for those outcomes.
+    LoginLockout lockout(Lockout(3), 1000);
+    int admitted = 0;
+    for (int i = 0; i < 40; ++i) {
+      const auto refused = lockout.Begin("role", "127.0.0.1", kStart);
+      if (!refused) {
+        ++admitted;
+      } else {
+        CHECK(*refused == seconds(1));
+      }
+    }
+    CHECK(admitted == 3);
+    CHECK_FALSE(lockout.RecordFailure("role", "127.0.0.1", kStart));
+    CHECK_FALSE(lockout.RecordFailure("role", "127.0.0.1", kStart));
+    CHECK(lockout.RecordFailure("role", "127.0.0.1", kStart));
+    CHECK(lockout.Begin("role", "127.0.0.1", kStart + seconds(1)) == seconds(899));
+    CHECK(lockout.Begin("role", "127.0.0.2", kStart + seconds(1)) == std::nullopt);
+  }
+
+  TEST_CASE("abandoned and successful attempts free their place") {
+    LoginLockout lockout(Lockout(2), 1000);
+    CHECK_FALSE(lockout.Begin("role", "127.0.0.1", kStart).has_value());
+    CHECK_FALSE(lockout.Begin("role", "127.0.0.1", kStart).has_value());
+    CHECK(lockout.Begin("role", "127.0.0.1", kStart).has_value());
+    lockout.RecordAbandoned("role", "127.0.0.1");
+    CHECK_FALSE(lockout.Begin("role", "127.0.0.1", kStart).has_value());
+    CHECK_FALSE(lockout.RecordFailure("role", "127.0.0.1", kStart));
+    lockout.RecordSuccess("role", "127.0.0.1");
+    CHECK_FALSE(lockout.Begin("role", "127.0.0.1", kStart).has_value());
+    CHECK_FALSE(lockout.Begin("role", "127.0.0.1", kStart).has_value());
+  }
+
   TEST_CASE("lockout ends and count restarts") {
     LoginLockout lockout(Lockout(2), 1000);
     lockout.RecordFailure("role", "127.0.0.1", kStart);
