@@ -233,6 +233,13 @@ class Connection final : public ConnectionBase {
       SendError(400, "invalid HTTP request: more than one Content-Length value");
       return;
     }
+    // Two credentials in one request: the server would use the first, a proxy or log in front
+    // might use the other. Neither value is quoted.
+    if (message.count("X-Vault-Token") > 1 || message.count(http::field::authorization) > 1) {
+      SendError(400, "invalid HTTP request: more than one X-Vault-Token or Authorization "
+                     "header; send the token once");
+      return;
+    }
     // RFC 9112, section 6.3: a request whose Transfer-Encoding does not end in chunked cannot
     // be framed. Codings before chunked are rejected too, as Go's net/http (which Vault uses)
     // accepts only a single "chunked", because a proxy in front may read "gzip, chunked" or

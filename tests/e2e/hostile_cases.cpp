@@ -222,8 +222,14 @@ Cases TokenCredentialCases() {
       with_token("Authorization: Bearer \r\n"),
       with_token("Authorization: Basic ZTJlLXJvb3QtdG9rZW46\r\n"),
       with_token("Authorization: e2e-root-token\r\n"),
-      // The first X-Vault-Token counts, as Go's Header.Get reads it.
-      with_token("X-Vault-Token: e2e-wrong\r\nX-Vault-Token: e2e-root-token\r\n"),
+      // Two tokens are refused outright, whichever one is valid.
+      [&] {
+        HostileCase row =
+            with_token("X-Vault-Token: e2e-wrong\r\nX-Vault-Token: e2e-root-token\r\n");
+        row.status = 400;
+        row.error = "send the token once";
+        return row;
+      }(),
       Anonymous(Row("secret", "POST", "/v1/secret/data/known", "{\"data\":{\"k\":\"x\"}}", 403,
                     "permission denied")),
       Anonymous(WithHeaders(Row("secret", "DELETE", "/v1/secret/metadata/known", "", 403,
@@ -525,6 +531,13 @@ Cases FramingCases() {
       Raw("framing", post + "Transfer-Encoding: chunked\r\n" + length + "\r\n" + write, 400,
           "invalid HTTP request"),
       Raw("framing", post + length + length + "\r\n" + write, 400, "invalid HTTP request"),
+      // A second credential, which a proxy might take instead of the first.
+      Raw("framing", post + "X-Vault-Token: e2e-second-token\r\n" + length + "\r\n" + write, 400,
+          "send the token once"),
+      Raw("framing",
+          post + "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n" + length + "\r\n" +
+              write,
+          400, "send the token once"),
       Raw("framing", post + length + "Content-Length: 2\r\n\r\n" + write, 400,
           "invalid HTTP request"),
       Raw("framing", post + "Content-Length: 27, 27\r\n\r\n" + write, 400,
