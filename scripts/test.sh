@@ -230,7 +230,7 @@ if [[ "${KEYWARD_SANITIZERS:-1}" != 0 ]]; then
       started=$SECONDS
       LSAN_OPTIONS="suppressions=$supp_dir/lsan.supp:print_suppressions=0" \
       UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$supp_dir/ubsan.supp" \
-        scripts/fuzz.sh --runs "${KEYWARD_FUZZ_RUNS:-2000}" "$asan_dir" 2>&1 | \
+        scripts/fuzz.sh --runs "${KEYWARD_FUZZ_RUNS:-20000}" "$asan_dir" 2>&1 | \
         tee "$log_dir/asan-fuzz.log" | grep -E '^(fuzz_|[0-9]+ passed, [0-9]+ failed$)'
       add_summary_line asan-fuzz "$log_dir/asan-fuzz.log" "${PIPESTATUS[0]}"
       echo "== asan-fuzz: $((SECONDS - started)) s"
