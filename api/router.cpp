@@ -219,9 +219,9 @@ std::optional<HttpResponse> CheckAccessorLimit(RateLimits& limits, const std::st
 
 // Rejects an AppRole login whose role_id is locked out from this address. It reads nothing
 // from storage, so the response is the same whether the role_id exists or not.
-// One AppRole login attempt admitted by the lockout. Its outcome is recorded once, when the
-// request's commit succeeded (a retried commit runs the handler again but counts once); an
-// attempt that ends any other way is abandoned, so that it no longer holds a place.
+// One AppRole login attempt admitted by the lockout. Its outcome is recorded once, after the
+// request's commit succeeds, so a retried commit counts once. An attempt that ends any other
+// way is abandoned and frees its place.
 class AppRoleAttempt {
  public:
   AppRoleAttempt(RateLimits& limits, std::string role_id, std::string address)
@@ -232,9 +232,9 @@ class AppRoleAttempt {
     if (!finished_) limits_.AppRoleAbandoned(role_id_, address_);
   }
 
-  // A 2xx is a successful login; a 400 is a rejected role_id, secret_id or source address,
-  // for an unknown role_id as for a known one (see AppRole::Login); anything else (a storage
-  // or HSM failure) counts neither way.
+  // A 2xx is a successful login. A 400 is a rejected role_id, secret_id or source address,
+  // for an unknown role_id as for a known one (see AppRole::Login). Anything else, such as a
+  // storage or HSM failure, counts neither way.
   void Finish(int status) {
     finished_ = true;
     if (status >= 200 && status < 300) {
