@@ -299,7 +299,8 @@ std::optional<HttpResponse> Router::CheckHead(const HttpRequest& head) {
   }
   // Login bodies are small; a large one is refused like any anonymous large body.
   auto vault = core_.Acquire();
-  if (!vault) return ToHttp(ErrorReply(503, {"Vault is sealed"}));  // as Handle would answer
+  // The same reply that Handle sends while the vault is sealed.
+  if (!vault) return ToHttp(ErrorReply(503, {"Vault is sealed"}));
   if ((*vault)->tokens->Authenticate(TokenFrom(head), head.remote_address, nullptr)) {
     return std::nullopt;
   }

@@ -300,8 +300,8 @@ std::string OctalMode(mode_t mode) {
 // Rejects a file or directory that other users can read or write, or that its group can
 // write, because it contains a PIN, a key or the encrypted records. A group that can read it
 // gets a warning only, for setups that share a group with a backup agent. It must also belong
-// to the server's user or to root: whoever owns the config can name the PKCS#11 module that
-// the server loads, and so run code as the server. A missing path passes here, so that the
+// to the server's user or to root, because the owner of the config can name the PKCS#11 module
+// that the server loads, and so run code as the server. A missing path passes here, so that the
 // code that opens it reports it.
 Status CheckPrivatePath(const std::filesystem::path& path, std::string_view what) {
   struct stat info {};

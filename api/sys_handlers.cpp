@@ -159,7 +159,7 @@ class UnsealThrottle {
   }
 
   // Returns a lock that the caller holds while its PIN is tried, or an empty one when another
-  // attempt is running; that caller is answered 429 rather than queued on a worker.
+  // attempt is running. That caller gets 429 instead of waiting on a worker.
   std::unique_lock<std::mutex> Attempt() {
     return std::unique_lock(attempt_mutex_, std::try_to_lock);
   }

@@ -183,7 +183,7 @@ TEST_SUITE("e2e/permissions") {
   }
 
   TEST_CASE("config and PIN file owned by another user rejected") {
-    // Whoever owns the config names the PKCS#11 module the server loads. The test runs as
+    // The owner of the config names the PKCS#11 module that the server loads. The test runs as
     // root, so it can hand the files to `nobody` (uid 65534), as an attacker's own files are.
     constexpr uid_t kNobody = 65534;
     ConfigFiles files;

@@ -330,7 +330,7 @@ std::vector<std::string> PlantDatabase(httplib::Client& client, std::vector<Secr
   secrets.push_back(
       {"static role password", static_creds["data"]["password"].get<std::string>()});
 
-  // Only the engine knows the new root password, so the search cannot look for it. It does
+  // Only the engine has the new root password, so the search cannot look for it. It does
   // check that the rotation writes the old one nowhere.
   DataOf(PostJson(client, "/v1/database/rotate-root/leak", json::object()), "rotate-root");
   DataOf(PostJson(client, "/v1/sys/leases/revoke", {{"lease_id", creds["lease_id"]}}),
