@@ -164,6 +164,7 @@ Result<Reply> HandleLogin(RequestContext& c, AppRole& approle) {
   // The router counts the outcome for the login lockout: a 400 from here is a failed login.
   auto request = approle.Login(role_id, secret_id, c.http.remote_address, c.batch);
   if (!request) return tl::unexpected(request.error());
+  if (c.login_verified) c.login_verified();
   KW_ASSIGN_OR_RETURN(auto created, c.vault->tokens->CreateForLogin(std::move(*request), c.batch));
   return Reply{200, AuthEnvelope(c, created)};
 }

@@ -159,19 +159,28 @@ std::optional<std::chrono::seconds> LoginLockout::Begin(std::string_view role_id
   if (!enabled()) return std::nullopt;
   const std::string key = KeyFor(role_id, address);
   Shard& shard = ShardFor(key);
-  std::lock_guard<std::mutex> lock(shard.mutex);
+  std::unique_lock<std::mutex> lock(shard.mutex);
   auto it = shard.entries.find(key);
   if (it != shard.entries.end() && it->second.running == 0 && Expired(it->second, now)) {
     shard.entries.erase(it);
     it = shard.entries.end();
   }
-  if (it != shard.entries.end()) {
+  const auto deadline = std::chrono::steady_clock::now() + kLoginSlotWait;
+  while (it != shard.entries.end()) {
     const Entry& entry = it->second;
     if (entry.locked_until && *entry.locked_until > now) {
       return WholeSeconds(Seconds(*entry.locked_until - now));
     }
-    if (entry.failures + entry.running >= config_.threshold) return std::chrono::seconds(1);
-  } else {
+    if (entry.failures + entry.running < config_.threshold) break;
+    // Only attempts whose outcome is unknown hold places; with no failure counted they are
+    // most likely correct logins, which give their place back once the secret ID matched.
+    if (entry.failures > 0 ||
+        shard.ended.wait_until(lock, deadline) == std::cv_status::timeout) {
+      return std::chrono::seconds(1);
+    }
+    it = shard.entries.find(key);  // the entry may have been erased while this waited
+  }
+  if (it == shard.entries.end()) {
     if (shard.entries.size() >= max_per_shard_) Evict(shard, now);
     it = shard.entries.emplace(key, Entry{}).first;
   }
@@ -187,6 +196,7 @@ void LoginLockout::RecordAbandoned(std::string_view role_id, std::string_view ad
   std::lock_guard<std::mutex> lock(shard.mutex);
   const auto it = shard.entries.find(key);
   if (it != shard.entries.end() && it->second.running > 0) it->second.running -= 1;
+  shard.ended.notify_all();
 }
 
 bool LoginLockout::RecordFailure(std::string_view role_id, std::string_view address,
@@ -206,6 +216,7 @@ bool LoginLockout::RecordFailure(std::string_view role_id, std::string_view addr
   }
   Entry& entry = it->second;
   if (entry.running > 0) entry.running -= 1;
+  shard.ended.notify_all();
   // A login that passed LockedFor before a concurrent one started the lockout fails here
   // without extending it.
   if (entry.locked_until) return false;
@@ -221,7 +232,15 @@ void LoginLockout::RecordSuccess(std::string_view role_id, std::string_view addr
   const std::string key = KeyFor(role_id, address);
   Shard& shard = ShardFor(key);
   std::lock_guard<std::mutex> lock(shard.mutex);
-  shard.entries.erase(key);
+  const auto it = shard.entries.find(key);
+  if (it == shard.entries.end()) return;
+  if (it->second.running > 1 && !it->second.locked_until) {
+    it->second.running -= 1;
+    it->second.failures = 0;
+  } else {
+    shard.entries.erase(it);
+  }
+  shard.ended.notify_all();
 }
 
 std::size_t LoginLockout::TrackedKeys() const {

@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -103,6 +104,9 @@ class RateLimiter {
 // BLAKE2b hashes, so that a long role_id costs 16 bytes and colliding keys cannot be chosen.
 // A full shard drops expired entries, else its oldest unlocked entry, else its oldest locked
 // one. Thread-safe.
+// How long LoginLockout::Begin waits for a place when correct logins of one pair run at once.
+inline constexpr std::chrono::milliseconds kLoginSlotWait{100};
+
 class LoginLockout {
  public:
   LoginLockout(LockoutConfig config, std::size_t max_keys);
@@ -112,14 +116,17 @@ class LoginLockout {
                                                 std::string_view address, SteadyTime now);
   // Admits one login attempt of the pair, or returns how long to wait. Failures already
   // counted plus the attempts still running may not reach the threshold, so a burst of
-  // concurrent guesses gets no more than `threshold` evaluated: a refused attempt waits 1 s
-  // for the running ones to finish. Every admitted attempt must end in RecordFailure,
+  // concurrent guesses gets no more than `threshold` evaluated. While the pair has no failure
+  // counted, an attempt over that bound waits up to kLoginSlotWait for a running one to end,
+  // because a correct login holds its place only until its secret ID is checked; otherwise it
+  // is refused, to retry in 1 s. Every admitted attempt must end in RecordFailure,
   // RecordSuccess or RecordAbandoned.
   std::optional<std::chrono::seconds> Begin(std::string_view role_id, std::string_view address,
                                             SteadyTime now);
   // Counts a failed login. Returns true when this failure starts a lockout.
   bool RecordFailure(std::string_view role_id, std::string_view address, SteadyTime now);
-  // Clears the pair's count after a successful login.
+  // Clears the pair's failure count after a successful login; other running attempts keep
+  // their places.
   void RecordSuccess(std::string_view role_id, std::string_view address);
   // Ends an admitted attempt that neither failed nor succeeded (a storage error, say).
   void RecordAbandoned(std::string_view role_id, std::string_view address);
@@ -136,6 +143,7 @@ class LoginLockout {
   };
   struct Shard {
     mutable std::mutex mutex;
+    std::condition_variable ended;  // an admitted attempt ended
     std::unordered_map<std::string, Entry> entries;
   };
 

@@ -57,6 +57,9 @@ struct RequestContext {
   std::function<void()> after_commit;
   // The server's rate limits and login lockout; null where a caller runs without them.
   RateLimits* limits = nullptr;
+  // Set by the router on an AppRole login: the handler calls it once the credentials matched,
+  // which ends the attempt for the login lockout before the token is made and committed.
+  std::function<void()> login_verified;
 
   // Returns the first value of query parameter `name`, as Go's url.Values.Get does.
   std::optional<std::string_view> Query(std::string_view name) const {

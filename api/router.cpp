@@ -1,5 +1,7 @@
 #include "api/router.hpp"
 
+#include <shared_mutex>
+
 #include "api/access_check.hpp"
 #include "api/json_fields.hpp"
 #include "api/kv_handlers.hpp"
@@ -18,6 +20,7 @@
 // [wiring: includes]
 #include "base/bytes.hpp"
 #include "base/log.hpp"
+#include "base/metrics.hpp"
 #include "vault/auth/x509_svid.hpp"
 
 namespace kw::api {
@@ -105,10 +108,6 @@ Reply RunHandler(RequestContext& c) {
 // delete, undelete and destroy all change the same metadata record), one object for all of
 // auth/token/, else the path itself.
 std::string_view WrittenObject(std::string_view path) {
-  // Token creation and revocation change the same trees: they take turns, so that a token
-  // busy creating children cannot keep its own revocation aborting.
-  constexpr std::string_view kTokens = "auth/token/";
-  if (path.starts_with(kTokens)) return kTokens;
   constexpr std::string_view kKvMount = "secret/";
   if (!path.starts_with(kKvMount)) return path;
   const std::string_view rest = path.substr(kKvMount.size());
@@ -235,7 +234,16 @@ class AppRoleAttempt {
   // A 2xx is a successful login. A 400 is a rejected role_id, secret_id or source address,
   // for an unknown role_id as for a known one (see AppRole::Login). Anything else, such as a
   // storage or HSM failure, counts neither way.
+  // Counts the login as successful once its credentials matched, before the commit, so that
+  // its place under the lockout's bound is free for the next attempt.
+  void Verified() {
+    if (finished_) return;
+    finished_ = true;
+    limits_.AppRoleSucceeded(role_id_, address_);
+  }
+
   void Finish(int status) {
+    if (finished_) return;
     finished_ = true;
     if (status >= 200 && status < 300) {
       limits_.AppRoleSucceeded(role_id_, address_);
@@ -307,11 +315,30 @@ std::optional<HttpResponse> Router::CheckHead(const HttpRequest& head) {
   return ToHttp(ErrorReply(403, {"permission denied"}));
 }
 
+Router::TokenTreeLock::TokenTreeLock() {
+  pthread_rwlockattr_t attributes;
+  pthread_rwlockattr_init(&attributes);
+  pthread_rwlockattr_setkind_np(&attributes, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&lock_, &attributes);
+  pthread_rwlockattr_destroy(&attributes);
+}
+
+Router::TokenTreeLock::~TokenTreeLock() { pthread_rwlock_destroy(&lock_); }
+
 std::mutex& Router::WriteLockFor(std::string_view path) {
   return write_locks_[std::hash<std::string_view>{}(WrittenObject(path)) % write_locks_.size()];
 }
 
 HttpResponse Router::Handle(HttpRequest& request) {
+  // Metrics: the family is taken from the target before Serve runs.
+  const RouteFamily family = RouteFamilyOf(request.target);
+  const auto started = std::chrono::steady_clock::now();
+  HttpResponse response = Serve(request);
+  ObserveRequest(family, response.status, metrics::NanosSince(started));
+  return response;
+}
+
+HttpResponse Router::Serve(HttpRequest& request) {
   // The JWT-SVID keys at the well-known JWKS location, for verifiers that look there.
   constexpr std::string_view kWellKnownJwks = "/.well-known/jwks.json";
   const std::string_view raw_path = std::string_view(request.target).substr(
@@ -373,10 +400,15 @@ HttpResponse Router::Handle(HttpRequest& request) {
     }
   }
   c.limits = &limits_;
+  if (approle_attempt) c.login_verified = [&approle_attempt] { approle_attempt->Verified(); };
   // A token with limited uses pays one use per request, taken in the request's own batch.
   const bool counts_uses = identity && identity->entry && identity->entry->num_uses > 0;
 
+  // Writers to one object take turns instead of losing their commits to each other's Expect
+  // checks, which still guard whatever the turns do not cover.
   std::unique_lock<std::mutex> write_lock;
+  std::shared_lock<TokenTreeLock> token_creation;
+  std::unique_lock<TokenTreeLock> token_change;
   // Credential issue is a read that writes: requests for one role take turns, so that they
   // do not exhaust their retries on the role's lease counter.
   const bool issues_credential = c.path.starts_with("database/creds/");
@@ -385,7 +417,19 @@ HttpResponse Router::Handle(HttpRequest& request) {
                            c.path.starts_with("pki/jwt/");
   if (target && identity && !issues_svid &&
       ((c.operation != "read" && c.operation != "list") || issues_credential)) {
-    write_lock = std::unique_lock<std::mutex>(WriteLockFor(c.path));
+    if (c.path.starts_with("auth/token/create") && !counts_uses) {
+      // create, create-orphan and create/:role add tokens of their own and only read the
+      // parent (unless it pays a use), so they share the token tree; revocations and other
+      // token writes change it.
+      token_creation = std::shared_lock<TokenTreeLock>(token_tree_lock_);
+    } else if (c.path.starts_with("auth/token/")) {
+      token_change = std::unique_lock<TokenTreeLock>(token_tree_lock_);
+    } else if (login_path) {
+      // Logins make tokens of their own and take no turn. Two that spend the last uses of one
+      // secret ID conflict on its record, and the one that loses is rerun below.
+    } else {
+      write_lock = std::unique_lock<std::mutex>(WriteLockFor(c.path));
+    }
   }
 
   for (int attempt = 1;; ++attempt) {

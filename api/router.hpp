@@ -5,6 +5,8 @@
 #include <optional>
 #include <string_view>
 
+#include <pthread.h>
+
 #include "api/http_server.hpp"
 #include "api/rate_limit.hpp"
 #include "vault/core.hpp"
@@ -41,9 +43,31 @@ class Router {
   // The Expect still guards against anything this lock does not cover.
   std::mutex& WriteLockFor(std::string_view path);
 
+  // Handles `request` as Handle describes; Handle adds the request metrics around it.
+  HttpResponse Serve(HttpRequest& request);
+
+  // A reader-writer lock whose waiting writers go before new readers. Token creations share
+  // it and every other token write takes it alone, so creations run side by side and a
+  // stream of them cannot keep a revocation waiting.
+  class TokenTreeLock {
+   public:
+    TokenTreeLock();
+    ~TokenTreeLock();
+    TokenTreeLock(const TokenTreeLock&) = delete;
+    TokenTreeLock& operator=(const TokenTreeLock&) = delete;
+    void lock() { pthread_rwlock_wrlock(&lock_); }
+    void unlock() { pthread_rwlock_unlock(&lock_); }
+    void lock_shared() { pthread_rwlock_rdlock(&lock_); }
+    void unlock_shared() { pthread_rwlock_unlock(&lock_); }
+
+   private:
+    pthread_rwlock_t lock_;
+  };
+
   vault::Core& core_;
   RateLimits limits_;
   std::array<std::mutex, 256> write_locks_;
+  TokenTreeLock token_tree_lock_;
 };
 
 }  // namespace kw::api

@@ -82,8 +82,8 @@ class Token {
   virtual Result<Bytes> HmacSha256(KeyHandle key, ByteSpan data) = 0;
 
   // Generates a non-extractable ECDSA P-256 key pair on the token, both halves labelled
-  // `label`: the private key may only sign (CKA_SENSITIVE true, CKA_EXTRACTABLE false,
-  // CKA_MODIFIABLE false), the public key only verify. Returns the private key.
+  // `label`: the private key may only sign (CKA_SENSITIVE true, CKA_EXTRACTABLE false), the
+  // public key only verify. Returns the private key, as a session copy where the token allows.
   // already_exists when a private key with `label` exists.
   virtual Result<KeyHandle> GenerateEcP256KeyPair(std::string_view label) = 0;
 

@@ -15,6 +15,9 @@ packages=(
   libpq-dev curl procps
   postgresql
   libyaml-cpp-dev python3-hvac
+  # tests/e2e/metrics_test.cpp parses the Prometheus text format with the client library's
+  # parser (it loads only in /usr/bin/python3).
+  python3-prometheus-client
   # The sanitized builds of scripts/test.sh and the fuzz targets: clang 14, its sanitizer and
   # libFuzzer runtimes (libclang_rt.*, only recommended by clang), and llvm-symbolizer-14 for
   # readable stack traces in the reports.

@@ -57,6 +57,12 @@ class WriteBatch {
   // chain records in the order they become durable.
   std::function<Status(Transaction&)> finalizer;
 
+  // Runs on the writer thread once per transaction, after every batch in it: of the batches
+  // that applied and set it, only the last one's runs. A failure rolls back the whole
+  // transaction. For state that each batch's finalizer advances in memory and that only the
+  // transaction's final value needs to store, such as the audit log's signed head.
+  std::function<Status(Transaction&)> before_commit;
+
   // Runs on the writer thread when the finalizer succeeded but its transaction then failed to
   // commit, so that the finalizer's owner can undo what it changed in memory. Batches of one
   // transaction are undone in the reverse of their commit order.

@@ -11,6 +11,7 @@
 
 #include "base/bytes.hpp"
 #include "base/log.hpp"
+#include "hsm/metered_token.hpp"
 #include "vault/audit/audit_record.hpp"
 #include "vault/auth/token_format.hpp"
 
@@ -101,7 +102,8 @@ Result<SecretBuffer> Core::ResolvePin(const std::optional<SecretBuffer>& pin) co
 Result<std::shared_ptr<UnsealedState>> Core::OpenState(const SecretBuffer& pin,
                                                        bool create_keys) {
   auto state = std::make_shared<UnsealedState>();
-  KW_ASSIGN_OR_RETURN(state->token, hsm::Token::Open(config_.token, pin));
+  // The token records per-operation counts and latency for sys/metrics.
+  KW_ASSIGN_OR_RETURN(state->token, hsm::OpenMeteredToken(config_.token, pin));
 
   if (create_keys) {
     // Keys already on the token mean a vault used it: initialising over them would hand a new

@@ -17,13 +17,17 @@
 namespace kw::hsm::detail {
 
 // The Token implementation. Besides the session pool it keeps one long-lived session, the
-// object session, which logs in and owns the session-object copies (CKA_TOKEN false) that
-// FindKey and Generate*Key return where the token allows. SoftHSM 2.6 runs AES-GCM about twice
-// as fast with a session object as with a token object, and session objects are visible to
-// every session of the process. The copies keep CKA_SENSITIVE true and CKA_EXTRACTABLE false
-// and die with the object session. SoftHSM refuses to copy a CKA_MODIFIABLE = false key with
-// CKA_TOKEN changed, so for the keys Generate*Key makes the handle is the token object itself.
-// Thread-safe. Tests include this header for direct PKCS#11 calls.
+// object session, which logs in and owns the session-object copies (CKA_TOKEN false,
+// CKA_MODIFIABLE false) that FindKey, FindPrivateKey and Generate*Key return. SoftHSM 2.6 looks
+// up a token object's file on every use and runs AES-GCM about twice as fast with a session
+// object; session objects are visible to every session of the process. The copies keep
+// CKA_SENSITIVE true and CKA_EXTRACTABLE false and die with the object session.
+//
+// SoftHSM will not copy a CKA_MODIFIABLE = false object with CKA_TOKEN changed, so the token
+// objects that keyward generates are modifiable. That gives nothing away: CKA_SENSITIVE and
+// CKA_EXTRACTABLE can only ever be strengthened, and whoever holds the PIN to modify a key can
+// already use or destroy it. Keys generated unmodifiable by earlier versions are used as token
+// objects. Thread-safe. Tests include this header for direct PKCS#11 calls.
 class Pkcs11Token final : public Token {
  public:
   static Result<std::unique_ptr<Pkcs11Token>> Open(const TokenConfig& config,

@@ -8,6 +8,7 @@
 
 #include "base/log.hpp"
 #include "storage/sqlite/kv_reader.hpp"
+#include "storage/sqlite/writer_metrics.hpp"
 
 namespace kw::storage::sqlite::detail {
 namespace {
@@ -75,7 +76,10 @@ Result<std::unique_ptr<Writer>> Writer::Start(Connection connection,
 Writer::Writer(Connection connection, const SqliteOptions& options)
     : connection_(std::make_unique<Connection>(std::move(connection))),
       fail_commit_for_testing_(options.fail_commit_for_testing),
-      max_batches_per_commit_(std::max<std::size_t>(options.max_batches_per_commit, 1)) {}
+      max_batches_per_commit_(std::max<std::size_t>(options.max_batches_per_commit, 1)) {
+  // Metrics: registered now, so that a scrape lists them before the first commit.
+  (void)WriterMetrics::Global();
+}
 
 Writer::~Writer() { Shutdown(); }
 
@@ -109,6 +113,7 @@ Status Writer::Commit(WriteBatch batch) {
   if (stopping_) return Unavailable("storage: commit: the storage is closing");
   if (pending.batch.empty()) return OkStatus();
 
+  const auto queued_at = std::chrono::steady_clock::now();  // metrics
   ++active_callers_;
   queue_.push_back(&pending);
   work_cv_.notify_one();
@@ -116,6 +121,7 @@ Status Writer::Commit(WriteBatch batch) {
   --active_callers_;
   // Wakes the destructor, which waits on the same condition variable.
   if (active_callers_ == 0 && stopping_) done_cv_.notify_all();
+  WriterMetrics::Global().commit_duration.At(0).Observe(metrics::NanosSince(queued_at));
   return std::move(*pending.result);
 }
 
@@ -142,9 +148,11 @@ void Writer::Run() {
       disabled = writes_disabled_;
     }
 
+    const auto started = std::chrono::steady_clock::now();  // metrics
     GroupOutcome outcome =
         disabled ? FailGroup(group.size(), Error(Code::kUnavailable, kWritesDisabled), false)
                  : ApplyGroup(group);
+    RecordGroupMetrics(outcome, group.size(), metrics::NanosSince(started));
 
     std::lock_guard lock(mu_);
     if (outcome.disable_writes) writes_disabled_ = true;
@@ -165,6 +173,20 @@ void Writer::Run() {
   }
 }
 
+void Writer::RecordGroupMetrics(const GroupOutcome& outcome, std::size_t batches,
+                                std::uint64_t nanos) {
+  WriterMetrics& metrics = WriterMetrics::Global();
+  if (outcome.committed) {
+    metrics.transaction_duration.At(0).Observe(nanos);
+    metrics.transaction_batches.At(0).Observe(batches);
+  }
+  for (const Status& result : outcome.results) {
+    if (result) continue;
+    const std::size_t reason = result.error().code() == Code::kAborted ? 0 : 1;
+    metrics.batches_rejected.At({reason}).Increment();
+  }
+}
+
 Writer::GroupOutcome Writer::ApplyGroup(const std::vector<Pending*>& group) {
   fatal_error_.reset();
   fatal_result_ = SQLITE_OK;
@@ -177,11 +199,26 @@ Writer::GroupOutcome Writer::ApplyGroup(const std::vector<Pending*>& group) {
   outcome.results.reserve(group.size());
   // The batches whose finalizer ran and succeeded, in commit order.
   std::vector<const WriteBatch*> finalized;
+  const WriteBatch* last_hook = nullptr;  // the last applied batch with a before_commit
   for (Pending* pending : group) {
     bool finalizer_succeeded = false;
     outcome.results.push_back(ApplyInSavepoint(pending->batch, finalizer_succeeded));
     if (finalizer_succeeded) finalized.push_back(&pending->batch);
+    if (outcome.results.back() && pending->batch.before_commit) last_hook = &pending->batch;
     if (fatal_error_) break;
+  }
+  if (!fatal_error_ && last_hook != nullptr) {
+    WriterTransaction transaction(*this);
+    Status hooked;
+    try {
+      hooked = last_hook->before_commit(transaction);
+    } catch (const std::exception&) {
+      hooked = Internal("storage: commit: a before-commit step threw an exception");
+    }
+    if (!hooked) {
+      fatal_error_ = hooked.error();
+      fatal_result_ = connection_->last_result();
+    }
   }
 
   if (!fatal_error_) {

@@ -70,6 +70,9 @@ class Writer {
   Status ApplyInSavepoint(const WriteBatch& batch, bool& finalizer_succeeded);
   Status ApplyBatch(const WriteBatch& batch, bool& finalizer_succeeded);
   GroupOutcome FailGroup(std::size_t size, const Error& cause, bool disable_writes);
+  // Records a group's transaction time and size and its rejected batches for sys/metrics.
+  static void RecordGroupMetrics(const GroupOutcome& outcome, std::size_t batches,
+                                 std::uint64_t nanos);
 
   // Statement wrappers that record a failure which ends the transaction in fatal_error_.
   Status Exec(const char* sql, std::string_view action);

@@ -1,9 +1,11 @@
 #include "vault/audit/audit_log.hpp"
 
+#include <chrono>
 #include <mutex>
 #include <utility>
 
 #include "base/log.hpp"
+#include "base/metrics.hpp"
 #include "vault/audit/audit_record.hpp"
 #include "vault/audit/chain_verifier.hpp"
 #include "vault/audit/head_mac.hpp"
@@ -15,6 +17,25 @@ namespace kw::vault::audit {
 namespace {
 
 using detail::Head;
+
+// Metrics of audit appends, for sys/metrics.
+struct AppendMetrics {
+  metrics::HistogramFamily duration{
+      metrics::Registry::Global(), "keyward_audit_append_duration_seconds",
+      "Time to chain one audit record in its request's transaction: the record and its "
+      "Merkle tree nodes. The head MAC is computed once per transaction.",
+      metrics::kLatencyBoundsNanos, metrics::kNanosPerSecond};
+  metrics::CounterFamily failures{
+      metrics::Registry::Global(), "keyward_audit_append_failures_total",
+      "Audit records that could not be written, by stage: prepare (damaged log or redaction "
+      "failed) or append (chaining it in the transaction failed).",
+      metrics::LabelGrid{{{"stage", {"prepare", "append"}}}}};
+};
+
+AppendMetrics& Metrics() {
+  static AppendMetrics metrics;
+  return metrics;
+}
 
 // The head as Open found it in storage.
 struct LoadedHead {
@@ -175,6 +196,7 @@ class AuditLogImpl final : public AuditLog {
                       AppendedRecord& appended, std::optional<HeadState>& before);
   // Puts the in-memory head back to `before` after the append's transaction failed to commit.
   void UndoAppend(std::optional<HeadState>& before, AppendedRecord& appended);
+  Status StoreHead(storage::Transaction& transaction);
 
   storage::Storage& storage_;
   hsm::Token& token_;
@@ -227,11 +249,15 @@ Result<nlohmann::json> AuditLogImpl::BuildRecord(const AuditEntry& entry) {
 Status AuditLogImpl::Attach(const AuditEntry& entry, storage::WriteBatch& batch,
                             std::shared_ptr<AppendedRecord>& appended) {
   if (!head_problem_.empty()) {
+    Metrics().failures.At({0}).Increment();
     return DataLoss("audit log: the stored head does not match the records (" + head_problem_ +
                     "); appends are rejected to keep the evidence, run keyward audit verify");
   }
   Result<nlohmann::json> record = BuildRecord(entry);
-  if (!record) return tl::unexpected(record.error().WithContext("audit log: redact entry"));
+  if (!record) {
+    Metrics().failures.At({0}).Increment();
+    return tl::unexpected(record.error().WithContext("audit log: redact entry"));
+  }
 
   // The finalizer runs on the writer thread after Attach returns; the record stays alive in
   // the shared_ptr that the std::function (which must be copyable) holds.
@@ -240,8 +266,17 @@ Status AuditLogImpl::Attach(const AuditEntry& entry, storage::WriteBatch& batch,
   auto before = std::make_shared<std::optional<HeadState>>();
   std::function<Status(storage::Transaction&)> append =
       [this, shared_record, appended, before](storage::Transaction& transaction) {
-        return AppendRecord(transaction, *shared_record, *appended, *before);
+        const auto started = std::chrono::steady_clock::now();  // metrics
+        Status status = AppendRecord(transaction, *shared_record, *appended, *before);
+        Metrics().duration.At(0).Observe(metrics::NanosSince(started));
+        if (!status) Metrics().failures.At({1}).Increment();
+        return status;
       };
+  batch.before_commit = [this](storage::Transaction& transaction) {
+    const Status stored = StoreHead(transaction);
+    if (!stored) Metrics().failures.At({1}).Increment();
+    return stored;
+  };
   // The audit append ran last, so it is undone first.
   batch.on_rollback = [this, appended, before, caller_undo = std::move(batch.on_rollback)] {
     UndoAppend(*before, *appended);
@@ -260,7 +295,7 @@ Status AuditLogImpl::Attach(const AuditEntry& entry, storage::WriteBatch& batch,
 }
 
 // Runs on the writer thread inside the batch's savepoint. The in-memory head advances only
-// after both Puts succeeded, so a failure here, which rolls the batch back, leaves it as it
+// after the record and tree Puts succeeded, so a failure here, which rolls the batch back, leaves it as it
 // was. Should the whole transaction then fail to commit, the storage calls UndoAppend, which
 // restores the head saved in `before`.
 Status AuditLogImpl::AppendRecord(storage::Transaction& transaction, nlohmann::json& record,
@@ -295,18 +330,27 @@ Status AuditLogImpl::AppendRecord(storage::Transaction& transaction, nlohmann::j
   Status put_nodes = merkle::AppendLeaf(transaction, range, merkle::LeafHash(AsBytes(canonical)));
   if (!put_nodes) return tl::unexpected(put_nodes.error().WithContext(context + ": tree"));
 
-  Result<Bytes> mac = detail::ComputeHeadMac(token_, hmac_key_, next);
-  if (!mac) return tl::unexpected(mac.error().WithContext(context + ": head MAC"));
-  std::string head_bytes = detail::EncodeHead(next, *mac);
-  Status put_head = transaction.Put(detail::kHeadKey, AsBytes(head_bytes));
-  if (!put_head) return tl::unexpected(put_head.error().WithContext(context + ": head"));
-
+  // The signed head is stored once per transaction, by StoreHead.
   appended.sequence = next.sequence;
   appended.canonical = canonical;
-  before = HeadState{std::move(head_), std::move(head_stored_), std::move(range_)};
+  before = HeadState{std::move(head_), head_stored_, std::move(range_)};
   head_ = std::move(next);
-  head_stored_ = std::move(head_bytes);
   range_ = std::move(range);
+  return OkStatus();
+}
+
+// Runs on the writer thread once per transaction, after its last record: one HSM MAC and one
+// Put per transaction instead of per record. A failure rolls back the whole transaction, and
+// the storage then calls each record's UndoAppend.
+Status AuditLogImpl::StoreHead(storage::Transaction& transaction) {
+  std::lock_guard<std::mutex> lock(head_mutex_);
+  const std::string context = "audit log: store head " + std::to_string(head_.sequence);
+  Result<Bytes> mac = detail::ComputeHeadMac(token_, hmac_key_, head_);
+  if (!mac) return tl::unexpected(mac.error().WithContext(context + ": MAC"));
+  std::string head_bytes = detail::EncodeHead(head_, *mac);
+  Status put_head = transaction.Put(detail::kHeadKey, AsBytes(head_bytes));
+  if (!put_head) return tl::unexpected(put_head.error().WithContext(context));
+  head_stored_ = std::move(head_bytes);
   return OkStatus();
 }
 
@@ -413,6 +457,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(storage::Storage& storage, hsm:
                                                  hsm::KeyHandle hmac_key, const Clock& clock,
                                                  bool require_head,
                                                  std::unique_ptr<note::NoteSigner> signer) {
+  (void)Metrics();  // registers the append metrics, so that a scrape lists them from unseal on
   Result<LoadedHead> loaded = LoadHead(storage, token, hmac_key, require_head);
   if (!loaded) return tl::unexpected(loaded.error().WithContext("audit log: open"));
   merkle::CompactRange range;

@@ -14,6 +14,7 @@
 #include "base/bytes.hpp"
 #include "base/cidr.hpp"
 #include "vault/policy/policy.hpp"
+#include "vault/auth/token_counts.hpp"
 #include "vault/auth/token_format.hpp"
 
 namespace kw::vault::auth {
@@ -213,6 +214,7 @@ Status TokenStore::StageEntry(const TokenEntry& entry, const std::optional<Bytes
                       barrier_.Encrypt(AsBytes(ToJson(entry).dump()), EntryAad(entry.accessor)));
   batch.Expect(key, previous);
   batch.Put(key, std::move(sealed));
+  if (!previous) StageTokenCountChange(entry, 1, batch);  // metrics: live tokens per role
   return OkStatus();
 }
 
@@ -222,21 +224,15 @@ Status TokenStore::StageRemoval(const TokenEntry& entry, storage::WriteBatch& ba
   if (!entry.parent.empty()) batch.Delete(ChildKey(entry.parent, entry.accessor));
   if (entry.expire_time != 0) batch.Delete(ExpiryKey(entry.expire_time, entry.accessor));
   batch.Delete(GenerationKey(entry.accessor));
+  StageTokenCountChange(entry, -1, batch);  // metrics: live tokens per role
   return OkStatus();
 }
 
-Status TokenStore::StageGenerationBump(std::string_view accessor,
+void TokenStore::StageGenerationChange(std::string_view accessor,
                                        storage::WriteBatch& batch) const {
-  const std::string key = GenerationKey(accessor);
-  KW_ASSIGN_OR_RETURN(auto current, storage_.Get(key));
-  std::uint64_t value = 0;
-  if (current && current->size() == sizeof(value)) std::memcpy(&value, current->data(), sizeof(value));
-  ++value;
-  Bytes next(sizeof(value));
-  std::memcpy(next.data(), &value, sizeof(value));
-  batch.Expect(key, current);
-  batch.Put(key, std::move(next));
-  return OkStatus();
+  Bytes marker(16);
+  randombytes_buf(marker.data(), marker.size());
+  batch.Put(GenerationKey(accessor), std::move(marker));
 }
 
 Status TokenStore::Load() {
@@ -459,13 +455,13 @@ Result<CreatedToken> TokenStore::Create(const TokenEntry& parent, TokenRequest r
   batch.Put(ExpiryKey(entry.expire_time, entry.accessor), Bytes());
   if (!entry.parent.empty()) {
     batch.Put(ChildKey(entry.parent, entry.accessor), Bytes());
-    // The parent must still exist when this commits, and a revocation of the parent's tree
-    // that listed its children before this commit must fail: both sides check the parent's
-    // child generation, which this bumps.
+    // The parent must still exist when this commits (the Expect on its record), and a
+    // revocation of the parent's tree that listed its children before this commit must fail
+    // (it expects the generation marker that this changes).
     KW_ASSIGN_OR_RETURN(auto parent_raw, storage_.Get(AccessorKey(parent.accessor)));
     if (!parent_raw) return PermissionDenied("the parent token was revoked");
     batch.Expect(AccessorKey(parent.accessor), parent_raw);
-    KW_RETURN_IF_ERROR(StageGenerationBump(parent.accessor, batch));
+    StageGenerationChange(parent.accessor, batch);
   }
   created.entry = std::make_shared<const TokenEntry>(std::move(entry));
   return created;

@@ -185,7 +185,10 @@ class TokenStore {
   Status StageEntry(const TokenEntry& entry, const std::optional<Bytes>& previous,
                     storage::WriteBatch& batch) const;
   Status StageRemoval(const TokenEntry& entry, storage::WriteBatch& batch) const;
-  Status StageGenerationBump(std::string_view accessor, storage::WriteBatch& batch) const;
+  // Marks that a child was added under `accessor`: a revocation that listed the children
+  // before then aborts at commit (RevokeTree expects the generation it read). The marker is
+  // random and written without reading it, so creations under one parent never conflict.
+  void StageGenerationChange(std::string_view accessor, storage::WriteBatch& batch) const;
   Status RevokeTree(const TokenEntry& top, bool orphan_children,
                     std::vector<std::string>& revoked, storage::WriteBatch& batch) const;
   Status RunRevocationHook(const std::vector<std::string>& revoked,

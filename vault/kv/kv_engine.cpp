@@ -65,8 +65,20 @@ Result<KvEngine::LoadedMetadata> KvEngine::LoadMetadata(std::string_view path) {
   LoadedMetadata loaded;
   KW_ASSIGN_OR_RETURN(loaded.sealed, storage_.Get(MetadataKey(path)));
   if (!loaded.sealed) return loaded;
+  const std::string cache_key(path);
+  {
+    std::lock_guard lock(metadata_cache_mutex_);
+    const auto cached = metadata_cache_.find(cache_key);
+    if (cached != metadata_cache_.end() && cached->second.sealed == *loaded.sealed) {
+      loaded.metadata = cached->second.metadata;
+      return loaded;
+    }
+  }
   KW_ASSIGN_OR_RETURN(SecretBuffer plain, barrier_.Decrypt(*loaded.sealed, MetadataAad(path)));
   KW_ASSIGN_OR_RETURN(loaded.metadata, DecodeMetadata(plain.RevealText()));
+  std::lock_guard lock(metadata_cache_mutex_);
+  if (metadata_cache_.size() >= kMetadataCacheLimit) metadata_cache_.clear();
+  metadata_cache_.insert_or_assign(cache_key, CachedMetadata{*loaded.sealed, *loaded.metadata});
   return loaded;
 }
 

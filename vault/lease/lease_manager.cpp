@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 
 #include "base/bytes.hpp"
@@ -415,6 +416,30 @@ Result<LeaseStats> LeaseManager::GetStats() const {
   stats.revocation_failures = revocation_failures_.load();
   stats.expirations = expirations_.load();
   return stats;
+}
+
+Result<std::vector<RoleLeaseCount>> LeaseManager::CountByRole() const {
+  // Role counter keys are "<kRoleCountPrefix><mount>/creds/<role>" (RoleCountKey).
+  constexpr std::string_view kCreds = "/creds/";
+  std::vector<RoleLeaseCount> counts;
+  std::string after;
+  while (true) {
+    KW_ASSIGN_OR_RETURN(auto entries, storage_.Scan(kRoleCountPrefix, after, kScanPage));
+    for (const storage::Entry& entry : entries) {
+      const std::string_view rest = std::string_view(entry.key).substr(kRoleCountPrefix.size());
+      const std::size_t creds = rest.find(kCreds);
+      if (creds == std::string_view::npos) continue;
+      const std::string_view text = AsText(entry.value);
+      std::int64_t count = 0;
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), count);
+      if (error != std::errc() || end != text.data() + text.size() || count < 0) continue;
+      counts.push_back({std::string(rest.substr(0, creds)),
+                        std::string(rest.substr(creds + kCreds.size())),
+                        static_cast<std::uint64_t>(count)});
+    }
+    if (entries.size() < kScanPage) return counts;
+    after = entries.back().key;
+  }
 }
 
 }  // namespace kw::vault::lease

@@ -59,6 +59,13 @@ struct LeaseStats {
   std::uint64_t expirations = 0;          // leases the worker found expired since start-up
 };
 
+// The stored leases of one role, revoking ones included, for sys/metrics.
+struct RoleLeaseCount {
+  std::string mount;  // "database"
+  std::string role;
+  std::uint64_t count = 0;
+};
+
 // Counts of one round of background work.
 struct WorkSummary {
   std::size_t expired = 0;       // leases marked revoking because they expired
@@ -171,6 +178,10 @@ class LeaseManager {
 
   // Returns counts from storage and counters since start-up.
   Result<LeaseStats> GetStats() const;
+
+  // Returns the stored lease count of every role that ever had a lease, read from the per-role
+  // counters: one storage row per role, whatever the number of leases.
+  Result<std::vector<RoleLeaseCount>> CountByRole() const;
 
  private:
   struct Stored {

@@ -29,6 +29,7 @@ inline constexpr std::string_view kQueuePrefix = "sys/lease/queue/";
 inline constexpr std::string_view kTokenPrefix = "sys/lease/token/";
 inline constexpr std::string_view kCountAllKey = "sys/lease/count/all";
 inline constexpr std::string_view kCountRevokingKey = "sys/lease/count/revoking";
+inline constexpr std::string_view kRoleCountPrefix = "sys/lease/count/role/";
 inline constexpr std::string_view kJobPrefix = "sys/lease/job/";
 
 std::string RecordKey(std::string_view lease_id);

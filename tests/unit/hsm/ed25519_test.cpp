@@ -127,11 +127,17 @@ TEST_SUITE("hsm/ed25519") {
     const CK_OBJECT_HANDLE private_object = pkcs11.TokenObjectOf(*key);
     CHECK(kw::hsm::testing::ReadKeyValue(pkcs11, private_object) == CKR_ATTRIBUTE_SENSITIVE);
 
-    // Sign only, and no attribute can be changed afterwards.
+    // Sign only. The token object is modifiable so that SoftHSM copies it; the handle in use
+    // is an unmodifiable session copy.
     CHECK(ReadAttribute(pkcs11, private_object, CKA_SIGN) == Bytes{CK_TRUE});
     CHECK(ReadAttribute(pkcs11, private_object, CKA_DECRYPT) == Bytes{CK_FALSE});
     CHECK(ReadAttribute(pkcs11, private_object, CKA_DERIVE) == Bytes{CK_FALSE});
-    CHECK(ReadAttribute(pkcs11, private_object, CKA_MODIFIABLE) == Bytes{CK_FALSE});
+    CHECK(ReadAttribute(pkcs11, private_object, CKA_MODIFIABLE) == Bytes{CK_TRUE});
+    CHECK(key->value != private_object);
+    CHECK(ReadAttribute(pkcs11, key->value, CKA_TOKEN) == Bytes{CK_FALSE});
+    CHECK(ReadAttribute(pkcs11, key->value, CKA_MODIFIABLE) == Bytes{CK_FALSE});
+    CHECK(ReadAttribute(pkcs11, key->value, CKA_SENSITIVE) == Bytes{CK_TRUE});
+    CHECK(ReadAttribute(pkcs11, key->value, CKA_EXTRACTABLE) == Bytes{CK_FALSE});
     auto lease = pkcs11.CheckoutSession();
     REQUIRE(lease);
     CK_BBOOL extractable = CK_TRUE;

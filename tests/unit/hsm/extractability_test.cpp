@@ -89,6 +89,61 @@ TEST_SUITE("hsm/extractability") {
     CHECK(opened->RevealText() == "value");
   }
 
+  TEST_CASE("generated keys are used through unmodifiable session copies") {
+    // SoftHSM serves session objects about twice as fast; the copy must be as protected as
+    // the token object, and must not outlive the process.
+    SoftHsmFixture softhsm;
+    auto token = softhsm.Open();
+    REQUIRE_MESSAGE(token, ErrorText(token.error()));
+    detail::Pkcs11Token& pkcs11 = testing::AsPkcs11(**token);
+    auto aes = (*token)->GenerateAesKey("aes-copied");
+    REQUIRE_MESSAGE(aes, ErrorText(aes.error()));
+    auto hmac = (*token)->GenerateHmacKey("hmac-copied");
+    REQUIRE_MESSAGE(hmac, ErrorText(hmac.error()));
+    auto wrapping_key = testing::GenerateWrappingKey(pkcs11);
+    REQUIRE_MESSAGE(wrapping_key, ErrorText(wrapping_key.error()));
+
+    for (KeyHandle key : {*aes, *hmac}) {
+      const CK_OBJECT_HANDLE original = pkcs11.TokenObjectOf(key);
+      CHECK(original != key.value);
+      auto lease = pkcs11.CheckoutSession();
+      REQUIRE(lease);
+      CK_BBOOL values[4] = {CK_TRUE, CK_TRUE, CK_FALSE, CK_TRUE};
+      CK_ATTRIBUTE read[4] = {{CKA_TOKEN, &values[0], 1},
+                              {CKA_MODIFIABLE, &values[1], 1},
+                              {CKA_SENSITIVE, &values[2], 1},
+                              {CKA_EXTRACTABLE, &values[3], 1}};
+      REQUIRE(pkcs11.functions()->C_GetAttributeValue(lease->handle(), key.value, read, 4) ==
+              CKR_OK);
+      CHECK(values[0] == CK_FALSE);
+      CHECK(values[1] == CK_FALSE);
+      CHECK(values[2] == CK_TRUE);
+      CHECK(values[3] == CK_FALSE);
+      CHECK(detail::RvName(testing::ReadKeyValue(pkcs11, key.value)) ==
+            "CKR_ATTRIBUTE_SENSITIVE");
+      CHECK(detail::RvName(testing::WrapKey(pkcs11, *wrapping_key, key.value)) ==
+            "CKR_KEY_UNEXTRACTABLE");
+      // No attribute of the copy can be changed, not even its label.
+      const std::string label = "renamed";
+      CK_ATTRIBUTE rename{CKA_LABEL, const_cast<char*>(label.data()), label.size()};
+      CHECK(pkcs11.functions()->C_SetAttributeValue(lease->handle(), key.value, &rename, 1) !=
+            CKR_OK);
+    }
+
+    // A second process finds the token keys, and gets copies of its own.
+    auto reopened = softhsm.Open();
+    REQUIRE_MESSAGE(reopened, ErrorText(reopened.error()));
+    auto found = (*reopened)->FindKey("aes-copied");
+    REQUIRE_MESSAGE(found, ErrorText(found.error()));
+    detail::Pkcs11Token& second = testing::AsPkcs11(**reopened);
+    CHECK(second.TokenObjectOf(*found) != found->value);
+    auto sealed = (*token)->EncryptGcm(*aes, AsBytes("value"), AsBytes("aad"));
+    REQUIRE_MESSAGE(sealed, ErrorText(sealed.error()));
+    auto opened = (*reopened)->DecryptGcm(*found, *sealed, AsBytes("aad"));
+    REQUIRE_MESSAGE(opened, ErrorText(opened.error()));
+    CHECK(opened->RevealText() == "value");
+  }
+
   TEST_CASE("reading CKA_VALUE of an extractable key succeeds") {
     // Control for the test above: the same read works when the key allows it.
     SoftHsmFixture softhsm;

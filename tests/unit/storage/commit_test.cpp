@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -290,6 +291,67 @@ TEST_SUITE("storage/sqlite commit") {
     CHECK(status.error().code() == Code::kInternal);
     CHECK(status.error().message().find("secret detail") == std::string::npos);
     CHECK(GetText(*storage, "thrown") == "<absent>");
+    PutOrFail(*storage, "after", "still writable");
+  }
+
+  TEST_CASE("before_commit runs once per transaction, the last applied batch's") {
+    TempDir dir;
+    auto storage = OpenOrFail(dir.File("kv.db"));
+    std::vector<std::string> ran;  // the writer thread only, read after the group returned
+
+    std::vector<WriteBatch> batches(4);
+    for (int i = 0; i < 4; ++i) {
+      const std::string name = "b" + std::to_string(i);
+      batches[i].Put(name, ToBytes("v"));
+      batches[i].before_commit = [&ran, name](Transaction& transaction) -> Status {
+        ran.push_back(name);
+        // It runs after every batch of the transaction applied.
+        for (const char* key : {"b0", "b1", "b2"}) {
+          KW_ASSIGN_OR_RETURN(const std::optional<kw::Bytes> applied, transaction.Get(key));
+          if (!applied) return kw::Internal("test: ran before every batch applied");
+        }
+        return transaction.Put("hook", ToBytes(name));
+      };
+    }
+    // This batch aborts, so its hook never runs, wherever the queue put it.
+    batches[3].Expect("missing", ToBytes("x"));
+    const auto run = RunInOneGroup(*storage, std::move(batches));
+    REQUIRE(run.blocker);
+    for (int i = 0; i < 3; ++i) CHECK(run.results[i]);
+    REQUIRE_FALSE(run.results[3]);
+    CHECK(run.results[3].error().code() == Code::kAborted);
+    REQUIRE(ran.size() == 1);
+    CHECK(ran[0] != "b3");
+    CHECK(GetText(*storage, "hook") == ran[0]);
+    CHECK(GetText(*storage, "b3") == "<absent>");
+  }
+
+  TEST_CASE("before_commit failure rolls back the whole transaction") {
+    TempDir dir;
+    auto storage = OpenOrFail(dir.File("kv.db"));
+    std::vector<std::string> undone;
+
+    std::vector<WriteBatch> batches(3);
+    for (int i = 0; i < 3; ++i) {
+      const std::string name = "b" + std::to_string(i);
+      batches[i].Put(name, ToBytes("v"));
+      batches[i].finalizer = [](Transaction&) -> Status { return kw::OkStatus(); };
+      batches[i].on_rollback = [&undone, name] { undone.push_back(name); };
+    }
+    batches[2].before_commit = [](Transaction& transaction) -> Status {
+      KW_RETURN_IF_ERROR(transaction.Put("hook", ToBytes("x")));
+      return kw::Unavailable("test: before-commit step fails");
+    };
+    const auto run = RunInOneGroup(*storage, std::move(batches));
+    REQUIRE(run.blocker);
+    for (const Status& result : run.results) {
+      REQUIRE_FALSE(result);
+      CHECK(result.error().code() == Code::kUnavailable);
+    }
+    // Every finalized batch is undone.
+    std::sort(undone.begin(), undone.end());
+    CHECK(undone == std::vector<std::string>{"b0", "b1", "b2"});
+    for (const char* key : {"b0", "b1", "b2", "hook"}) CHECK(GetText(*storage, key) == "<absent>");
     PutOrFail(*storage, "after", "still writable");
   }
 

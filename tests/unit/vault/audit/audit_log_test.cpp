@@ -409,9 +409,9 @@ TEST_SUITE("vault/audit") {
     const Status committed = failing.Commit(std::move(batch));
     REQUIRE_FALSE(committed.has_value());
     CHECK(committed.error().code() == Code::kUnavailable);
-    CHECK(committed.error().message().find("audit log: append record 2") != std::string::npos);
+    CHECK(committed.error().message().find("audit log: store head 2") != std::string::npos);
 
-    // The batch rolled back with its record; nothing of it is stored.
+    // The transaction rolled back with the record; nothing of it is stored.
     auto record = harness.storage().Get(detail::RecordKey(2));
     REQUIRE(record.has_value());
     CHECK_FALSE(record->has_value());

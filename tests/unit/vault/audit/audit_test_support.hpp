@@ -88,8 +88,8 @@ class CountingToken final : public hsm::Token {
   std::atomic<int> hmac_calls_{0};
 };
 
-// A Storage that forwards to another but makes the audit finalizer's Put of the head fail
-// while `fail_head_put` is set, after the record itself was put in the same savepoint.
+// A Storage that forwards to another but makes the audit log's Put of the head, which runs
+// once per transaction after the records were put, fail while `fail_head_put` is set.
 class FailingHeadPutStorage final : public kw::testing::ForwardingStorage {
  public:
   using ForwardingStorage::ForwardingStorage;
@@ -97,8 +97,9 @@ class FailingHeadPutStorage final : public kw::testing::ForwardingStorage {
   bool fail_head_put = false;
 
   Status Commit(storage::WriteBatch batch) override {
-    if (fail_head_put && batch.finalizer) {
-      batch.finalizer = [inner = std::move(batch.finalizer)](storage::Transaction& transaction) {
+    if (fail_head_put && batch.before_commit) {
+      batch.before_commit = [inner = std::move(batch.before_commit)](
+                                storage::Transaction& transaction) {
         FailingTransaction failing(transaction);
         return inner(failing);
       };
