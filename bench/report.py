@@ -313,8 +313,7 @@ def docs_block(results: Results) -> str:
         f"time. The idle-connections run holds "
         f"{count_text(options.get('idle_connections'))} keep-alive connections open during the "
         f"KV read. AppRole logins take {count_text(options.get('approle_roles'))} roles in "
-        f"turn, because keyward admits at most 5 concurrent logins per role ID and client "
-        f"address (its lockout threshold). Versions: "
+        f"turn, as services with a role each would. Versions: "
         f"{', '.join(f'{name} {version}' for name, version in sorted(versions.items()))}.")
 
     lines += [
