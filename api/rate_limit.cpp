@@ -172,7 +172,7 @@ std::optional<std::chrono::seconds> LoginLockout::Begin(std::string_view role_id
       return WholeSeconds(Seconds(*entry.locked_until - now));
     }
     if (entry.failures + entry.running < config_.threshold) break;
-    // Only attempts whose outcome is unknown hold places; with no failure counted they are
+    // Only attempts whose outcome is unknown take places. With no failure counted they are
     // most likely correct logins, which give their place back once the secret ID matched.
     if (entry.failures > 0 ||
         shard.ended.wait_until(lock, deadline) == std::cv_status::timeout) {

@@ -118,7 +118,7 @@ class LoginLockout {
   // counted plus the attempts still running may not reach the threshold, so a burst of
   // concurrent guesses gets no more than `threshold` evaluated. While the pair has no failure
   // counted, an attempt over that bound waits up to kLoginSlotWait for a running one to end,
-  // because a correct login holds its place only until its secret ID is checked; otherwise it
+  // because a correct login keeps its place only until its secret ID is checked; otherwise it
   // is refused, to retry in 1 s. Every admitted attempt must end in RecordFailure,
   // RecordSuccess or RecordAbandoned.
   std::optional<std::chrono::seconds> Begin(std::string_view role_id, std::string_view address,

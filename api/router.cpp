@@ -418,9 +418,8 @@ HttpResponse Router::Serve(HttpRequest& request) {
   if (target && identity && !issues_svid &&
       ((c.operation != "read" && c.operation != "list") || issues_credential)) {
     if (c.path.starts_with("auth/token/create") && !counts_uses) {
-      // create, create-orphan and create/:role add tokens of their own and only read the
-      // parent (unless it pays a use), so they share the token tree; revocations and other
-      // token writes change it.
+      // create, create-orphan and create/:role add tokens and only read the parent, unless it
+      // pays a use. They share the token tree. Revocations and other token writes change it.
       token_creation = std::shared_lock<TokenTreeLock>(token_tree_lock_);
     } else if (c.path.starts_with("auth/token/")) {
       token_change = std::unique_lock<TokenTreeLock>(token_tree_lock_);

@@ -18,9 +18,9 @@ namespace kw::hsm::detail {
 
 // The Token implementation. Besides the session pool it keeps one long-lived session, the
 // object session, which logs in and owns the session-object copies (CKA_TOKEN false,
-// CKA_MODIFIABLE false) that FindKey, FindPrivateKey and Generate*Key return. SoftHSM 2.6 looks
-// up a token object's file on every use and runs AES-GCM about twice as fast with a session
-// object; session objects are visible to every session of the process. The copies keep
+// CKA_MODIFIABLE false) that FindKey, FindPrivateKey and Generate*Key return. SoftHSM 2.6 checks
+// a token object's file on every use, so it runs AES-GCM about twice as fast with a session
+// object. Session objects are visible to every session of the process. The copies keep
 // CKA_SENSITIVE true and CKA_EXTRACTABLE false and die with the object session.
 //
 // SoftHSM will not copy a CKA_MODIFIABLE = false object with CKA_TOKEN changed, so the token

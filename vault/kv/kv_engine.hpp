@@ -156,7 +156,7 @@ class KvEngine {
 
   // Decoded metadata of recently read secrets, by path. An entry is used only while the stored
   // record is byte for byte the one it was decrypted from, so a read of an unchanged secret
-  // costs one HSM call instead of two. Metadata holds no secret data.
+  // costs one HSM call instead of two. Metadata contains no secret data.
   struct CachedMetadata {
     Bytes sealed;
     SecretMetadata metadata;
