@@ -172,10 +172,9 @@ std::optional<std::chrono::seconds> LoginLockout::Begin(std::string_view role_id
       return WholeSeconds(Seconds(*entry.locked_until - now));
     }
     if (entry.failures + entry.running < config_.threshold) break;
-    // Only attempts whose outcome is unknown take places. With no failure counted they are
-    // most likely correct logins, which give their place back once the secret ID matched.
-    if (entry.failures > 0 ||
-        shard.ended.wait_until(lock, deadline) == std::cv_status::timeout) {
+    // Only attempts whose outcome is unknown take places. A correct login gives its place
+    // back once the secret ID matched, and a failure that starts a lockout wakes every waiter.
+    if (shard.ended.wait_until(lock, deadline) == std::cv_status::timeout) {
       return std::chrono::seconds(1);
     }
     it = shard.entries.find(key);  // the entry may have been erased while this waited

@@ -116,11 +116,10 @@ class LoginLockout {
                                                 std::string_view address, SteadyTime now);
   // Admits one login attempt of the pair, or returns how long to wait. Failures already
   // counted plus the attempts still running may not reach the threshold, so a burst of
-  // concurrent guesses gets no more than `threshold` evaluated. While the pair has no failure
-  // counted, an attempt over that bound waits up to kLoginSlotWait for a running one to end,
-  // because a correct login keeps its place only until its secret ID is checked; otherwise it
-  // is refused, to retry in 1 s. Every admitted attempt must end in RecordFailure,
-  // RecordSuccess or RecordAbandoned.
+  // concurrent guesses gets no more than `threshold` evaluated. An attempt over that bound
+  // waits up to kLoginSlotWait for a running one to end, because a correct login keeps its
+  // place only until its secret ID is checked. If none ends in time it is refused, to retry in
+  // 1 s. Every admitted attempt must end in RecordFailure, RecordSuccess or RecordAbandoned.
   std::optional<std::chrono::seconds> Begin(std::string_view role_id, std::string_view address,
                                             SteadyTime now);
   // Counts a failed login. Returns true when this failure starts a lockout.

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api/server_config.hpp"
@@ -176,7 +178,7 @@ TEST_SUITE("api/rate_limit") {
 
   TEST_CASE("concurrent attempts never evaluate more than the threshold") {
     // A burst of logins that all arrive before any has failed: only `threshold` are let
-    // through to be evaluated, the rest wait 1 s for those outcomes.
+    // through to be evaluated. The rest wait for a place, find none and are told to retry.
     LoginLockout lockout(Lockout(3), 1000);
     int admitted = 0;
     for (int i = 0; i < 40; ++i) {
@@ -193,6 +195,20 @@ TEST_SUITE("api/rate_limit") {
     CHECK(lockout.RecordFailure("role", "127.0.0.1", kStart));
     CHECK(lockout.Begin("role", "127.0.0.1", kStart + seconds(1)) == seconds(899));
     CHECK(lockout.Begin("role", "127.0.0.2", kStart + seconds(1)) == std::nullopt);
+  }
+
+  TEST_CASE("a waiting attempt takes a freed place") {
+    // With failures counted, as without, an attempt over the bound waits for a running one to
+    // end instead of being refused.
+    LoginLockout lockout(Lockout(2), 1000);
+    CHECK_FALSE(lockout.RecordFailure("role", "127.0.0.1", kStart));
+    CHECK_FALSE(lockout.Begin("role", "127.0.0.1", kStart).has_value());
+    std::optional<std::chrono::seconds> waited = seconds(-1);
+    std::thread waiter([&] { waited = lockout.Begin("role", "127.0.0.1", kStart); });
+    std::this_thread::sleep_for(milliseconds(20));
+    lockout.RecordSuccess("role", "127.0.0.1");
+    waiter.join();
+    CHECK_FALSE(waited.has_value());
   }
 
   TEST_CASE("abandoned and successful attempts free their place") {
