@@ -155,7 +155,11 @@ double Le(const std::string& text) {
 // Checks every series of every histogram: `le` ascending and ending in +Inf, buckets
 // cumulative, the +Inf bucket equal to _count, and a _sum.
 void CheckHistograms(const Families& families) {
-  for (const auto& [name, family] : families) {
+  // Named references, not structured bindings: clang 14 cannot capture those in doctest's
+  // assertion macros.
+  for (const auto& entry : families) {
+    const std::string& name = entry.first;
+    const auto& family = entry.second;
     if (family.type != "histogram") continue;
     std::map<Labels, std::vector<std::pair<double, double>>> buckets;
     std::map<Labels, double> counts;
@@ -173,7 +177,9 @@ void CheckHistograms(const Families& families) {
         sums[sample.labels] = sample.value;
       }
     }
-    for (const auto& [series, list] : buckets) {
+    for (const auto& bucket : buckets) {
+      const Labels& series = bucket.first;
+      const auto& list = bucket.second;
       INFO(name << " series " << json(series).dump());
       REQUIRE(!list.empty());
       for (std::size_t i = 1; i < list.size(); ++i) {
@@ -193,17 +199,23 @@ void CheckHistograms(const Families& families) {
 // Checks that every family has HELP text and the expected type, and that no label value of
 // any sample contains one of `forbidden` (secrets, tokens, paths a client chose).
 void CheckFamilies(const Families& families, const std::vector<std::string>& forbidden) {
-  for (const auto& [name, type] : kExpectedFamilies) {
+  for (const auto& expected : kExpectedFamilies) {
+    const auto& name = expected.first;
+    const auto& type = expected.second;
     INFO("family " << name);
     const auto found = families.find(name);
     REQUIRE(found != families.end());
     CHECK(found->second.type == type);
     CHECK_FALSE(found->second.help.empty());
   }
-  for (const auto& [name, family] : families) {
+  for (const auto& entry : families) {
+    const std::string& name = entry.first;
+    const auto& family = entry.second;
     CHECK_MESSAGE(name.starts_with("keyward_"), name);
     for (const Sample& sample : family.samples) {
-      for (const auto& [label, value] : sample.labels) {
+      for (const auto& pair : sample.labels) {
+        const std::string& label = pair.first;
+        const std::string& value = pair.second;
         for (const std::string& secret : forbidden) {
           CHECK_MESSAGE(value.find(secret) == std::string::npos,
                         sample.name << " label " << label << " contains a client value");
