@@ -25,8 +25,8 @@ namespace kw::hsm::detail {
 //
 // SoftHSM will not copy a CKA_MODIFIABLE = false object with CKA_TOKEN changed, so the token
 // objects that keyward generates are modifiable. That gives nothing away: CKA_SENSITIVE and
-// CKA_EXTRACTABLE can only ever be strengthened, and whoever holds the PIN to modify a key can
-// already use or destroy it. Keys generated unmodifiable by earlier versions are used as token
+// CKA_EXTRACTABLE can only ever be strengthened, and a user with the PIN, which modifying a key
+// needs, can already use or destroy it. Keys generated unmodifiable by earlier versions are used as token
 // objects. Thread-safe. Tests include this header for direct PKCS#11 calls.
 class Pkcs11Token final : public Token {
  public:

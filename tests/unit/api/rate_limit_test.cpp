@@ -178,7 +178,7 @@ TEST_SUITE("api/rate_limit") {
 
   TEST_CASE("concurrent attempts never evaluate more than the threshold") {
     // A burst of logins that all arrive before any has failed: only `threshold` are let
-    // through to be evaluated. The rest wait for a place, find none and are told to retry.
+    // through to be evaluated. The rest wait for a place, find none and get a 1 s retry delay.
     LoginLockout lockout(Lockout(3), 1000);
     int admitted = 0;
     for (int i = 0; i < 40; ++i) {
